@@ -1,0 +1,166 @@
+"""Typed settings, one class per concern, read from the environment and `.env`.
+
+Load them once at the entry point with `load(SettingsClass)` and pass them down: a missing or
+malformed value becomes one `ConfigError` line naming the variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickpipe_core.errors import ConfigError
+
+DataSource = Literal["dhan", "kite"]
+DhanFeedMode = Literal["ticker", "quote", "full"]
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+
+class DatabaseSettings(_Settings):
+    """Where the ticks are stored."""
+
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/tickpipe",
+        description="PostgreSQL/TimescaleDB connection URL (libpq form). The database is created by "
+        "`tickpipe migrate` when missing.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        return v
+
+
+class AmqpSettings(_Settings):
+    """The RabbitMQ broker between ingestion and workers."""
+
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ connection URL.")
+    amqp_prefix: str = Field(
+        "tickpipe",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="Prefix of every exchange and queue name, so several pipelines can share a broker.",
+    )
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("amqp", "amqps"):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return v
+
+
+class SourceSettings(_Settings):
+    """Which broker feed the pipeline reads."""
+
+    data_source: DataSource = Field("dhan", description="The broker feed: dhan or kite.")
+
+
+class DhanSettings(_Settings):
+    """Dhan v2 live market feed."""
+
+    model_config = SettingsConfigDict(env_prefix="DHAN_", env_file=".env", extra="ignore", frozen=True)
+
+    client_id: str | None = Field(None, description="Dhan client id.")
+    access_token: SecretStr | None = Field(None, description="Dhan access token (or use _FILE).")
+    access_token_file: Path | None = Field(None, description="File holding the access token.")
+    feed_url: str = Field("wss://api-feed.dhan.co", description="Feed endpoint; point it at a simulator.")
+    feed_mode: DhanFeedMode = Field("full", description="Subscription mode: ticker, quote or full.")
+    instruments: str = Field(
+        "",
+        description="Instruments to subscribe, comma separated SEGMENT:SECURITY_ID "
+        "(e.g. NSE_FNO:49229,IDX_I:13).",
+    )
+
+    def credentials(self) -> tuple[str, SecretStr]:
+        """The client id and token, or a ConfigError naming what is missing."""
+        if not self.client_id:
+            raise ConfigError("DHAN_CLIENT_ID: required to connect to the Dhan feed")
+        if self.access_token is not None:
+            return self.client_id, self.access_token
+        if self.access_token_file is not None:
+            try:
+                token = self.access_token_file.read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"DHAN_ACCESS_TOKEN_FILE: cannot read: {e.strerror}") from None
+            if token:
+                return self.client_id, SecretStr(token)
+            raise ConfigError("DHAN_ACCESS_TOKEN_FILE: the file is empty")
+        raise ConfigError("DHAN_ACCESS_TOKEN: required (or DHAN_ACCESS_TOKEN_FILE)")
+
+    def instrument_list(self) -> list[tuple[str, int]]:
+        """DHAN_INSTRUMENTS parsed into (segment name, security id) pairs."""
+        out: list[tuple[str, int]] = []
+        for item in filter(None, (s.strip() for s in self.instruments.split(","))):
+            segment, _, sid = item.partition(":")
+            if not sid.isdigit() or not segment:
+                raise ConfigError(f"DHAN_INSTRUMENTS: {item!r} is not SEGMENT:SECURITY_ID")
+            out.append((segment.upper(), int(sid)))
+        return out
+
+
+class IngestSettings(_Settings):
+    """How the ingestion service batches ticks into queue messages."""
+
+    model_config = SettingsConfigDict(env_prefix="INGEST_", env_file=".env", extra="ignore", frozen=True)
+
+    max_ticks_per_message: int = Field(500, ge=1, le=100_000, description="Ticks per AMQP message, at most.")
+    linger_ms: float = Field(20, ge=0, le=10_000, description="How long a partial message may wait.")
+    buffer_ticks: int = Field(
+        2_000_000, ge=1000, description="Ticks held in memory while RabbitMQ is unreachable."
+    )
+
+
+class WorkerSettings(_Settings):
+    """How the batch-insert workers drain the queue."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKER_", env_file=".env", extra="ignore", frozen=True)
+
+    count: int = Field(1, ge=1, le=64, description="Consumers in the pool.")
+    batch_rows: int = Field(5000, ge=1, description="A batch commits when it holds this many ticks...")
+    batch_timeout_s: float = Field(0.5, gt=0, description="...or when its first message is this old.")
+    prefetch: int = Field(0, ge=0, description="Unacked messages per consumer; 0 derives it from the batch.")
+
+
+class LogSettings(_Settings):
+    """Logging."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level shown.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON otherwise."
+    )
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S]) -> S:
+    """Build settings from the environment, turning validation errors into one ConfigError line."""
+    try:
+        return cls()
+    except ValidationError as e:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = []
+        for err in e.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            # err["input"] is deliberately left out: it may be a secret.
+            problems.append(f"{(prefix + field).upper()}: {err['msg']}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password and query string (where brokers put tokens) replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

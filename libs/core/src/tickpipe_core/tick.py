@@ -1,0 +1,71 @@
+"""The normalized tick: one market-data event, broker-agnostic and immutable."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+TimeSource = Literal["exchange", "receive"]
+
+
+class Tick(msgspec.Struct, frozen=True, array_like=True, kw_only=True):
+    """One tick as every stage after decoding sees it.
+
+    Field order is the queue wire format (array-like msgpack): append new fields at the end, with
+    defaults, so that older messages still decode. Times are always timezone-aware UTC.
+    """
+
+    tick_id: uuid.UUID
+    """Assigned once at ingestion; the row's identity, so a redelivered message never duplicates it."""
+    source: str
+    """The broker feed: "dhan" or "kite"."""
+    segment: str
+    """The broker's exchange segment name, e.g. NSE_FNO."""
+    security_id: int
+    """The broker's instrument id (Dhan security id, Kite instrument token)."""
+    exchange_ts: datetime
+    """When it happened: the last-trade time, or the receive time where the packet has none."""
+    receive_ts: datetime
+    """When our socket read the frame."""
+    time_source: TimeSource
+    """Which clock `exchange_ts` came from."""
+    packet: str
+    """The broker packet kind it was decoded from (full, quote, ticker, ...)."""
+    ltp: float
+    ltq: int | None = None
+    atp: float | None = None
+    volume: int | None = None
+    total_buy_qty: int | None = None
+    total_sell_qty: int | None = None
+    oi: int | None = None
+    oi_day_high: int | None = None
+    oi_day_low: int | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    prev_close: float | None = None
+    bid_price: tuple[float, ...] = ()
+    bid_qty: tuple[int, ...] = ()
+    bid_orders: tuple[int, ...] = ()
+    ask_price: tuple[float, ...] = ()
+    ask_qty: tuple[int, ...] = ()
+    ask_orders: tuple[int, ...] = ()
+    # Enrichment, filled in by the ingestion service; None where an input is missing.
+    instrument_id: int | None = None
+    change: float | None = None
+    change_pct: float | None = None
+    spread: float | None = None
+    spread_bps: float | None = None
+    mid: float | None = None
+    micro_price: float | None = None
+    imbalance: float | None = None
+    book_imbalance: float | None = None
+
+
+def new_tick_id() -> uuid.UUID:
+    """A fresh tick identity (random, so independent ingestion processes never collide)."""
+    return uuid.uuid4()

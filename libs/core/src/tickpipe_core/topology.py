@@ -1,0 +1,56 @@
+"""The RabbitMQ contract both services use: names, arguments and declaration, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+TICKS_ROUTING_KEY = "ticks"
+ORDERS_ROUTING_KEY = "orders"
+DEAD_REASON_HEADER = "x-tickpipe-error"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Exchange and queue names derived from one prefix (AMQP_PREFIX)."""
+
+    prefix: str = "tickpipe"
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.prefix}.market"
+
+    @property
+    def ticks_queue(self) -> str:
+        return f"{self.prefix}.ticks"
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.prefix}.dead"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.prefix}.ticks.dead"
+
+    async def declare(self, channel: AbstractChannel) -> tuple[AbstractExchange, AbstractQueue]:
+        """Declare everything (idempotent) and return the market exchange and the ticks queue."""
+        exchange = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        dead = await channel.declare_exchange(self.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
+        dead_queue = await channel.declare_queue(self.dead_queue, durable=True)
+        await dead_queue.bind(dead)
+        queue = await channel.declare_queue(
+            self.ticks_queue,
+            durable=True,
+            arguments={"x-queue-type": "classic", "x-dead-letter-exchange": self.dead_exchange},
+        )
+        await queue.bind(exchange, routing_key=TICKS_ROUTING_KEY)
+        return exchange, queue
+
+    async def delete(self, channel: AbstractChannel) -> None:
+        """Remove every queue and exchange of this prefix (tests and teardown)."""
+        for queue in (self.ticks_queue, self.dead_queue):
+            await channel.queue_delete(queue)
+        for exchange in (self.exchange, self.dead_exchange):
+            await channel.exchange_delete(exchange)

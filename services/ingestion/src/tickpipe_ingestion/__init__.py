@@ -1,0 +1,6 @@
+"""tickpipe ingestion: broker feeds in, normalized and enriched ticks out to RabbitMQ."""
+
+from tickpipe_ingestion.publisher import TickPublisher
+from tickpipe_ingestion.service import run_ingest
+
+__all__ = ["TickPublisher", "run_ingest"]

@@ -1,0 +1,137 @@
+"""Dhan v2 live-feed packet layouts (little-endian), standard library only.
+
+Facts from Dhan's v2 documentation and the official `dhanhq` 2.3.0 SDK (see protocols.md section 1).
+Offsets count from the start of a packet; the 8-byte header is part of every layout. The same
+Struct objects decode (ingestion) and encode (simulator), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+# Response codes.
+INDEX = 1
+TICKER = 2
+QUOTE = 4
+OI = 5
+PREV_CLOSE = 6
+MARKET_STATUS = 7
+FULL = 8
+DISCONNECT = 50
+
+# Request codes (JSON text frames).
+REQUEST_CODES = {
+    "ticker": (15, 16),
+    "quote": (17, 18),
+    "full": (21, 22),
+}
+REQUEST_DISCONNECT = 12
+
+MAX_INSTRUMENTS_PER_MESSAGE = 100
+MAX_INSTRUMENTS_PER_CONNECTION = 5000
+MAX_CONNECTIONS = 5
+
+# Exchange segments: numeric in packets, names in requests. 6 is unused.
+SEGMENTS = {
+    0: "IDX_I",
+    1: "NSE_EQ",
+    2: "NSE_FNO",
+    3: "NSE_CURRENCY",
+    4: "BSE_EQ",
+    5: "MCX_COMM",
+    7: "BSE_CURRENCY",
+    8: "BSE_FNO",
+}
+SEGMENT_CODES = {name: code for code, name in SEGMENTS.items()}
+
+DISCONNECT_REASONS = {
+    800: "internal server error",
+    804: "instruments exceed limit",
+    805: "too many requests or connections",
+    806: "data APIs not subscribed",
+    807: "access token expired",
+    808: "authentication failed",
+    809: "access token invalid",
+    810: "client id invalid",
+    811: "invalid expiry date",
+    812: "invalid date format",
+    813: "invalid security id",
+    814: "invalid request",
+}
+AUTH_DISCONNECT_CODES = frozenset({807, 808, 809, 810})
+
+# LTT is India wall-clock time encoded as if it were UTC epoch seconds.
+IST_OFFSET_SECONDS = 19800
+
+HEADER = struct.Struct("<BHBI")  # code, packet length (header included), segment, security id
+TICKER_PACKET = struct.Struct("<BHBIfi")  # + LTP, LTT
+QUOTE_PACKET = struct.Struct("<BHBIfhifiiiffff")  # + LTP LTQ LTT ATP volume sell buy open close high low
+OI_PACKET = struct.Struct("<BHBIi")  # + OI
+PREV_CLOSE_PACKET = struct.Struct("<BHBIfi")  # + previous close, previous-day OI
+DISCONNECT_PACKET = struct.Struct("<BHBIh")  # + reason
+DEPTH_LEVEL = struct.Struct("<IIHHff")  # bid qty, ask qty, bid orders, ask orders, bid price, ask price
+DEPTH_LEVELS = 5
+# + LTP LTQ LTT ATP volume sell buy OI OI-high OI-low open close high low, then 5 depth levels.
+FULL_PACKET = struct.Struct("<BHBIfhifiiiiiiffff" + "IIHHff" * DEPTH_LEVELS)
+
+# Packet lengths each code must have; INDEX and MARKET_STATUS are undocumented (at least a header).
+LENGTHS = {
+    TICKER: TICKER_PACKET.size,
+    QUOTE: QUOTE_PACKET.size,
+    OI: OI_PACKET.size,
+    PREV_CLOSE: PREV_CLOSE_PACKET.size,
+    FULL: FULL_PACKET.size,
+    DISCONNECT: DISCONNECT_PACKET.size,
+}
+assert (TICKER_PACKET.size, QUOTE_PACKET.size, FULL_PACKET.size) == (16, 50, 162)
+
+
+class Packet(NamedTuple):
+    """Where one packet sits in a frame, as its header says."""
+
+    code: int
+    length: int
+    segment: int
+    security_id: int
+    offset: int
+
+
+class FrameError(NamedTuple):
+    """Why the rest of a frame (from `offset`) could not be walked, or a packet was rejected."""
+
+    reason: str
+    offset: int
+    data: bytes
+
+
+def walk(frame: bytes) -> Iterator[Packet | FrameError]:
+    """Yield each packet of a frame by its length field; a bad packet yields a FrameError.
+
+    The SDK reads only the first packet of a frame; we walk them all. A packet whose length
+    disagrees with its code is reported and skipped (its length field is still trusted to find the
+    next one); a truncated packet or a nonsense length ends the walk of that frame.
+    """
+    offset, end = 0, len(frame)
+    while offset < end:
+        if end - offset < HEADER.size:
+            yield FrameError("truncated header", offset, frame[offset:])
+            return
+        code, length, segment, security_id = HEADER.unpack_from(frame, offset)
+        if length < HEADER.size:
+            yield FrameError(f"length {length} shorter than the header", offset, frame[offset:])
+            return
+        if offset + length > end:
+            yield FrameError(f"truncated: length {length}, {end - offset} bytes left", offset, frame[offset:])
+            return
+        expected = LENGTHS.get(code)
+        if expected is not None and length != expected:
+            yield FrameError(
+                f"code {code} needs {expected} bytes, length says {length}",
+                offset,
+                frame[offset : offset + length],
+            )
+        else:
+            yield Packet(code, length, segment, security_id, offset)
+        offset += length

@@ -1,0 +1,103 @@
+"""The one reconnect loop every broker connection uses.
+
+Backoff with full jitter that resets once data flows again, a no-data watchdog, resubscribe on
+every connect, and a terminal stop for failures retrying cannot fix (FeedAuthError). Broker
+modules supply the URL, the subscribe messages and a frame handler; they never write a loop.
+Model: cryptofeed's connection_handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from tickpipe_core import FeedAuthError, FeedError, get_logger, redact
+from tickpipe_core.settings import redact_url
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: sleep uniform(0, min(cap, base * 2**attempt))."""
+
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+# Handles one frame from the server; raises FeedError to reconnect, FeedAuthError to stop.
+FrameHandler = Callable[[bytes | str], Awaitable[None]]
+
+
+@dataclass
+class FeedConnection:
+    """One WebSocket connection to a broker, kept alive until `stop()` or a terminal error."""
+
+    name: str
+    url: str
+    subscribe_messages: Callable[[], Sequence[str]]
+    on_frame: FrameHandler
+    backoff: Backoff = Backoff()
+    silence_timeout: float | None = 30.0
+    """Reconnect when no frame arrives for this long (None: never). Set it per market hours."""
+    min_backoff_after: Callable[[], float] = lambda: 0.0
+    """A floor for the next backoff the handler may raise (e.g. after a rate-limit disconnect)."""
+
+    def __post_init__(self) -> None:
+        self.log = get_logger("feed", connection=self.name, url=redact_url(self.url))
+        self._stopping = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self.connects = 0
+        self.frames = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._ws is not None:
+            asyncio.ensure_future(self._ws.close())
+
+    async def run(self) -> None:
+        """Connect, subscribe and pump frames; reconnect on failures; return on stop()."""
+        attempt = 0
+        while not self._stopping.is_set():
+            got_data = False
+            try:
+                async with connect(self.url, max_size=2**22, open_timeout=10, close_timeout=2) as ws:
+                    self._ws = ws
+                    self.connects += 1
+                    for message in self.subscribe_messages():
+                        await ws.send(message)
+                    self.log.info("feed_connected", connects=self.connects)
+                    while not self._stopping.is_set():
+                        async with asyncio.timeout(self.silence_timeout):
+                            frame = await ws.recv()
+                        if not got_data:
+                            got_data, attempt = True, 0  # data flows again: reset the backoff
+                        self.frames += 1
+                        await self.on_frame(frame)
+            except FeedAuthError as e:
+                self.log.error("feed_stopped", reason=str(e))
+                raise
+            except TimeoutError:
+                self.log.warning("feed_silent", seconds=self.silence_timeout)
+            except (OSError, websockets.exceptions.WebSocketException, FeedError) as e:
+                if self._stopping.is_set():
+                    break
+                self.log.warning("feed_disconnected", error=redact(f"{type(e).__name__}: {e}"))
+            finally:
+                self._ws = None
+            if self._stopping.is_set():
+                break
+            delay = max(self.backoff.delay(attempt), self.min_backoff_after())
+            attempt += 1
+            self.log.info("feed_reconnecting", attempt=attempt, delay_s=round(delay, 3))
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except TimeoutError:
+                pass
+        self.log.info("feed_closed")

@@ -1,0 +1,120 @@
+"""Publishes ticks to RabbitMQ in batches, with publisher confirms and persistent messages.
+
+Ticks are buffered in memory and a single flusher turns whatever has accumulated into messages of
+up to `max_ticks_per_message` ticks, publishing up to `max_in_flight` at once and waiting for the
+broker's confirms. Under load messages grow towards the maximum; at a trickle each waits at most
+`linger_ms`. A failed publish puts its ticks back at the front of the buffer and is retried after
+the connection recovers (connect_robust), so a RabbitMQ outage costs memory, not ticks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, deque
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+
+from tickpipe_core import CONTENT_TYPE, SCHEMA_HEADER, SCHEMA_VERSION, Tick, Topology, encode_batch, get_logger
+from tickpipe_core.settings import IngestSettings, redact_url
+from tickpipe_core.topology import TICKS_ROUTING_KEY
+
+log = get_logger("publisher")
+
+
+class TickPublisher:
+    """Buffer ticks with `submit` and let the flusher publish them; `close` drains the buffer."""
+
+    def __init__(self, amqp_url: str, topology: Topology, settings: IngestSettings, max_in_flight: int = 4):
+        self._url = amqp_url
+        self._topology = topology
+        self._settings = settings
+        self._max_in_flight = max_in_flight
+        self._buffer: deque[Tick] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.counters: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self._url)
+        channel = await self._connection.channel(publisher_confirms=True)
+        self._exchange, _ = await self._topology.declare(channel)
+        self._flusher = asyncio.create_task(self._flush_loop(), name="tick-publisher")
+        log.info("publisher_started", url=redact_url(self._url), exchange=self._topology.exchange)
+
+    def submit(self, ticks: list[Tick]) -> None:
+        """Queue ticks for publishing; never blocks the feed."""
+        overflow = len(self._buffer) + len(ticks) - self._settings.buffer_ticks
+        if overflow > 0:
+            # Dropping is the last resort when RabbitMQ stays away longer than memory allows;
+            # it is counted and logged loudly so the gap can be backfilled.
+            for _ in range(min(overflow, len(self._buffer))):
+                self._buffer.popleft()
+            self.counters["dropped_overflow"] += overflow
+            log.error("publish_buffer_overflow", dropped=overflow, buffered=len(self._buffer))
+        self._buffer.extend(ticks)
+        self.counters["submitted"] += len(ticks)
+        self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def _flush_loop(self) -> None:
+        size = self._settings.max_ticks_per_message
+        linger = self._settings.linger_ms / 1000
+        while True:
+            if not self._buffer:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._buffer) < size and linger and not self._closing:
+                await asyncio.sleep(linger)
+            batches = []
+            while self._buffer and len(batches) < self._max_in_flight:
+                n = min(size, len(self._buffer))
+                batches.append([self._buffer.popleft() for _ in range(n)])
+            results = await asyncio.gather(*(self._publish(b) for b in batches), return_exceptions=True)
+            failed = [b for b, r in zip(batches, results, strict=True) if isinstance(r, BaseException)]
+            for batch in reversed(failed):
+                self._buffer.extendleft(reversed(batch))
+            if failed:
+                error = next(r for r in results if isinstance(r, BaseException))
+                self.counters["publish_failures"] += len(failed)
+                log.warning("publish_failed", error=f"{type(error).__name__}: {error}", buffered=len(self._buffer))
+                await asyncio.sleep(1.0)
+
+    async def _publish(self, ticks: list[Tick]) -> None:
+        assert self._exchange is not None
+        message = aio_pika.Message(
+            encode_batch(ticks),
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={SCHEMA_HEADER: SCHEMA_VERSION, "x-tick-count": len(ticks)},
+        )
+        # With publisher confirms on, publish() returns once the broker has confirmed the message.
+        await self._exchange.publish(message, routing_key=TICKS_ROUTING_KEY, mandatory=True, timeout=30)
+        self.counters["published_ticks"] += len(ticks)
+        self.counters["published_messages"] += 1
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Publish what is buffered (up to `timeout`), then close the connection."""
+        self._closing = True
+        self._wakeup.set()
+        if self._flusher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._flusher), timeout)
+            except TimeoutError:
+                log.error("publisher_close_timeout", unpublished=len(self._buffer))
+                self._flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flusher
+        if self._connection is not None:
+            await self._connection.close()
+        log.info("publisher_closed", **dict(self.counters))

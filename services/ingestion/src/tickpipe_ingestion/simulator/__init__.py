@@ -1,0 +1,1 @@
+"""Exchange simulators that speak the brokers' real protocols, for development and tests."""

@@ -1,0 +1,6 @@
+"""tickpipe workers: drain the ticks queue into the TimescaleDB hypertable."""
+
+from tickpipe_workers.consumer import Worker, run_workers
+from tickpipe_workers.writer import TickWriter
+
+__all__ = ["TickWriter", "Worker", "run_workers"]

@@ -1,0 +1,193 @@
+"""A batch-insert worker: RabbitMQ messages in, COPY into the hypertable, ack after commit.
+
+A batch closes when it holds `batch_rows` ticks or when its first message is `batch_timeout_s`
+old, whichever comes first. Its messages are acked with one multiple-ack only after the commit,
+so a crash at any point means redelivery, which the writer turns into no duplicate rows.
+A message that cannot be decoded goes to the dead-letter exchange with the reason in a header
+and the rest of its batch still lands. A database error keeps the batch, backs off and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from tickpipe_core import DecodeError, StorageError, Tick, Topology, decode_batch, get_logger, is_retryable
+from tickpipe_core.settings import WorkerSettings, redact_url
+from tickpipe_core.topology import DEAD_REASON_HEADER
+from tickpipe_workers.writer import TickWriter
+
+SUMMARY_INTERVAL_S = 10.0
+_MAX_RETRY_DELAY_S = 15.0
+
+
+class Worker:
+    """One consumer with its own channel and database connection."""
+
+    def __init__(self, worker_id: int, db_url: str, amqp_url: str, topology: Topology,
+                 settings: WorkerSettings) -> None:
+        self.worker_id = worker_id
+        self._amqp_url = amqp_url
+        self._topology = topology
+        self._settings = settings
+        self._writer = TickWriter(db_url)
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._dead: AbstractExchange | None = None
+        self.counters: Counter[str] = Counter()
+        self.log = get_logger("worker", worker=worker_id)
+
+    @property
+    def prefetch(self) -> int:
+        # Messages carry up to a few hundred ticks; keep enough in flight to fill a batch twice.
+        return self._settings.prefetch or max(16, 2 * self._settings.batch_rows // 100)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then finish and ack the current batch and return."""
+        connection = await aio_pika.connect_robust(self._amqp_url)
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            _, queue = await self._topology.declare(channel)
+            self._dead = await channel.get_exchange(self._topology.dead_exchange, ensure=False)
+            tag = await queue.consume(self._on_message)
+            self.log.info("worker_started", queue=queue.name, prefetch=self.prefetch,
+                          amqp=redact_url(self._amqp_url))
+            summary = asyncio.create_task(self._summarize())
+            try:
+                while not stop.is_set():
+                    batch = await self._collect(stop)
+                    if batch:
+                        await self._commit(batch, stop)
+            finally:
+                summary.cancel()
+                with contextlib.suppress(Exception):
+                    await queue.cancel(tag)
+                await self._drain_unstarted(channel)
+        finally:
+            await self._writer.close()
+            await connection.close()
+            self.log.info("worker_stopped", **dict(self.counters))
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._inbox.put_nowait(message)
+
+    async def _collect(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
+        """Wait for a first message, then gather until the batch is full or old enough."""
+        stop_wait = asyncio.ensure_future(stop.wait())
+        get = asyncio.ensure_future(self._inbox.get())
+        try:
+            await asyncio.wait({stop_wait, get}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+        if not get.done():
+            get.cancel()
+            return []
+        batch = [get.result()]
+        rows = _tick_count(batch[0])
+        deadline = time.monotonic() + self._settings.batch_timeout_s
+        while rows < self._settings.batch_rows:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                message = self._inbox.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    message = await asyncio.wait_for(self._inbox.get(), remaining)
+                except TimeoutError:
+                    break
+            batch.append(message)
+            rows += _tick_count(message)
+        return batch
+
+    async def _commit(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
+        ticks: list[Tick] = []
+        for message in batch:
+            try:
+                ticks.extend(decode_batch(message.body))
+            except DecodeError as e:
+                await self._dead_letter(message, str(e))
+        attempt = 0
+        started = time.perf_counter()
+        while True:
+            try:
+                inserted = await self._writer.write(ticks)
+                break
+            except StorageError as e:
+                self.counters["write_failures"] += 1
+                if stop.is_set():
+                    # Shutting down during an outage: leave the batch unacked for redelivery.
+                    self.log.warning("batch_left_for_redelivery", error=str(e), messages=len(batch))
+                    return
+                if not is_retryable(e):
+                    self.log.error("batch_failed", error=str(e), rows=len(ticks))
+                # Even a non-retryable error may be a schema fix away; keep the batch (unacked) and retry.
+                delay = min(_MAX_RETRY_DELAY_S, 0.25 * 2**attempt)
+                attempt += 1
+                self.log.warning("batch_retry", error=str(e), attempt=attempt, delay_s=delay, rows=len(ticks))
+                await asyncio.sleep(delay)
+        latency = time.perf_counter() - started
+        try:
+            await batch[-1].ack(multiple=True)
+        except Exception as e:  # noqa: BLE001 - the channel died; the broker redelivers, rows dedupe
+            self.counters["ack_failures"] += 1
+            self.log.warning("ack_failed", error=f"{type(e).__name__}: {e}", messages=len(batch))
+        self.counters["batches"] += 1
+        self.counters["messages"] += len(batch)
+        self.counters["rows"] += len(ticks)
+        self.counters["rows_inserted"] += inserted
+        self.counters["commit_ms_total"] += int(latency * 1000)
+        self.counters["max_batch_rows"] = max(self.counters["max_batch_rows"], len(ticks))
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """Publish a copy to the dead-letter exchange with the reason; the batch ack covers the original."""
+        assert self._dead is not None
+        headers = dict(message.headers or {})
+        headers[DEAD_REASON_HEADER] = reason[:1000]
+        await self._dead.publish(
+            aio_pika.Message(message.body, headers=headers, content_type=message.content_type,
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=message.routing_key or "",
+        )
+        self.counters["dead_lettered"] += 1
+        self.log.error("message_dead_lettered", reason=reason, bytes=len(message.body))
+
+    async def _drain_unstarted(self, channel: AbstractChannel) -> None:
+        """Hand back prefetched messages no batch took, so another worker gets them at once."""
+        while not self._inbox.empty():
+            message = self._inbox.get_nowait()
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+
+    async def _summarize(self) -> None:
+        last, last_t = 0, time.monotonic()
+        while True:
+            await asyncio.sleep(SUMMARY_INTERVAL_S)
+            now = time.monotonic()
+            rows = self.counters["rows"]
+            batches = self.counters["batches"] or 1
+            self.log.info(
+                "worker_summary", rows_per_s=round((rows - last) / (now - last_t), 1),
+                avg_batch_rows=rows // batches, avg_commit_ms=self.counters["commit_ms_total"] // batches,
+                **dict(self.counters),
+            )
+            last, last_t = rows, now
+
+
+def _tick_count(message: AbstractIncomingMessage) -> int:
+    count = (message.headers or {}).get("x-tick-count")
+    return count if isinstance(count, int) else 1
+
+
+async def run_workers(count: int, db_url: str, amqp_url: str, topology: Topology, settings: WorkerSettings,
+                      stop: asyncio.Event) -> None:
+    """Run `count` workers as tasks of this process until `stop` is set."""
+    workers = [Worker(i, db_url, amqp_url, topology, settings) for i in range(count)]
+    async with asyncio.TaskGroup() as tg:
+        for w in workers:
+            tg.create_task(w.run(stop))

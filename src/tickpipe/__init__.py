@@ -1,0 +1,1 @@
+"""tickpipe: market-data ingestion for Indian brokers (the `tickpipe` command line)."""

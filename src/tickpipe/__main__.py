@@ -1,0 +1,5 @@
+"""`python -m tickpipe` is the `tickpipe` command."""
+
+from tickpipe.cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""The `tickpipe` command line: migrate, ingest, work, simulate, and run them all together."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+from pydantic_settings import BaseSettings
+
+from tickpipe_core import ConfigError, TickpipeError, Topology, configure_logging, get_logger
+from tickpipe_core.settings import (
+    AmqpSettings,
+    DatabaseSettings,
+    DhanSettings,
+    IngestSettings,
+    LogSettings,
+    SourceSettings,
+    WorkerSettings,
+    load,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = get_logger("cli")
+
+
+def _reads(*classes: type[BaseSettings]) -> Callable[[F], F]:
+    """Append the environment variables a command reads to its --help."""
+    names = ["LOG_LEVEL", "LOG_FORMAT"]
+    for cls in classes:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        names += [(prefix + name).upper() for name in cls.model_fields]
+
+    def decorate(f: F) -> F:
+        f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n\b\nSettings (environment or .env): " + ", ".join(names)
+        return f
+
+    return decorate
+
+
+def _run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine with an Event that SIGINT/SIGTERM set, for a clean shutdown."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """tickpipe: broker WebSocket feed -> RabbitMQ -> TimescaleDB hypertable."""
+    settings = load(LogSettings)
+    configure_logging(settings.log_level, settings.log_format)
+
+
+@cli.command()
+@_reads(DatabaseSettings)
+def migrate() -> None:
+    """Create the database if needed and apply pending SQL migrations in order."""
+    from tickpipe_core.migrate import migrate as apply
+
+    applied = apply(load(DatabaseSettings).database_url)
+    click.echo(f"applied {len(applied)} migration(s)", err=True)
+
+
+@cli.command()
+@_reads(SourceSettings, DhanSettings, AmqpSettings, IngestSettings)
+def ingest() -> None:
+    """Connect to the broker feed named by DATA_SOURCE and publish every tick to RabbitMQ."""
+    from tickpipe_ingestion import run_ingest
+
+    source, dhan = load(SourceSettings), load(DhanSettings)
+    amqp, ingest_settings = load(AmqpSettings), load(IngestSettings)
+    _run_async(lambda stop: run_ingest(source=source, dhan=dhan, amqp=amqp, ingest=ingest_settings, stop=stop))
+
+
+@cli.command()
+@click.option("--workers", "count", type=click.IntRange(1, 64), default=None,
+              help="Consumers in this process (default: WORKER_COUNT).")
+@_reads(DatabaseSettings, AmqpSettings, WorkerSettings)
+def work(count: int | None) -> None:
+    """Drain the ticks queue into the hypertable with batch-insert workers."""
+    from tickpipe_workers import run_workers
+
+    db, amqp, settings = load(DatabaseSettings), load(AmqpSettings), load(WorkerSettings)
+    _run_async(lambda stop: run_workers(count or settings.count, db.database_url, amqp.amqp_url,
+                                        Topology(amqp.amqp_prefix), settings, stop))
+
+
+@cli.command()
+@click.option("--source", type=click.Choice(["dhan"]), default="dhan", show_default=True,
+              help="Which broker protocol to speak.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option("--instruments", "count", type=click.IntRange(1, 25000), default=10, show_default=True,
+              help="How many instruments the market has (NSE_FNO security ids 40000, 40001, ...).")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True,
+              help="Ticks per second per connection.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the market.")
+def simulate(source: str, host: str, port: int, count: int, rate: float, seed: int) -> None:
+    """Serve a simulated exchange over the broker's real WebSocket protocol."""
+    from tickpipe_ingestion.simulator.dhan import DhanSimulator
+    from tickpipe_ingestion.simulator.market import make_instruments
+
+    simulator = DhanSimulator(make_instruments(count, seed), rate)
+
+    async def main(stop: asyncio.Event) -> None:
+        async with simulator.serving(host, port) as server:
+            bound = server.sockets[0].getsockname()[1] if server.sockets else port
+            log.info("simulator_listening", source=source, url=f"ws://{host}:{bound}", instruments=count,
+                     rate=rate)
+            await stop.wait()
+        log.info("simulator_stopped", ticks_sent=simulator.ticks_sent, connections=simulator.connections)
+
+    _run_async(main)
+
+
+@cli.command()
+@click.option("--workers", "count", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Worker processes.")
+@click.option("--instruments", type=click.IntRange(1, 25000), default=10, show_default=True,
+              help="Simulated instruments to subscribe.")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True,
+              help="Simulated ticks per second.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True,
+              help="Simulator port.")
+@click.option("--no-simulator", is_flag=True, help="Use the real broker feed and DHAN_INSTRUMENTS instead.")
+@_reads(DatabaseSettings, AmqpSettings, SourceSettings, DhanSettings, IngestSettings, WorkerSettings)
+def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool) -> None:
+    """All in one on this machine: migrate, then supervise simulator, ingestion and workers.
+
+    Ctrl-C or SIGTERM stops ingestion first (flushing what it holds), then the workers (each
+    finishing its batch), then the simulator.
+    """
+    from tickpipe.supervisor import Child, Supervisor
+    from tickpipe_core.migrate import migrate as apply
+
+    apply(load(DatabaseSettings).database_url)
+    children = []
+    ingest_env: dict[str, str] = {}
+    if not no_simulator:
+        children.append(Child("simulator", ["simulate", "--port", str(port), "--instruments",
+                                            str(instruments), "--rate", str(rate)], {}))
+        ingest_env = {
+            "DATA_SOURCE": "dhan",
+            "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",
+            "DHAN_CLIENT_ID": "simulator",
+            "DHAN_ACCESS_TOKEN": "simulator-token",
+            "DHAN_INSTRUMENTS": ",".join(f"NSE_FNO:{40000 + i}" for i in range(instruments)),
+        }
+    else:
+        load(DhanSettings).credentials()  # fail now, not in a restarting child
+    children += [Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]
+    children.append(Child("ingest", ["ingest"], ingest_env))
+    sys.exit(Supervisor(children).run())
+
+
+def main() -> None:
+    """Entry point: one clear line instead of a traceback for configuration and known errors."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except ConfigError as e:
+        click.echo(f"configuration error: {e}", err=True)
+        sys.exit(2)
+    except TickpipeError as e:
+        click.echo(f"error: {type(e).__name__}: {e}", err=True)
+        sys.exit(1)
