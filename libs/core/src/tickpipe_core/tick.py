@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 TimeSource = Literal["exchange", "receive"]
+# Decoding rejects a naive datetime: every time in tickpipe is timezone-aware.
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class Tick(msgspec.Struct, frozen=True, array_like=True, kw_only=True):
@@ -26,9 +28,9 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, kw_only=True):
     """The broker's exchange segment name, e.g. NSE_FNO."""
     security_id: int
     """The broker's instrument id (Dhan security id, Kite instrument token)."""
-    exchange_ts: datetime
+    exchange_ts: AwareDatetime
     """When it happened: the last-trade time, or the receive time where the packet has none."""
-    receive_ts: datetime
+    receive_ts: AwareDatetime
     """When our socket read the frame."""
     time_source: TimeSource
     """Which clock `exchange_ts` came from."""

@@ -1,0 +1,152 @@
+"""Fixtures for real PostgreSQL/TimescaleDB and RabbitMQ.
+
+TEST_DATABASE_URL and TEST_AMQP_URL name running servers (CI sets them). Without them, and with a
+Docker engine, testcontainers starts them. Otherwise the tests that need them skip, or fail when
+TICKPIPE_REQUIRE_SERVICES=1 (CI), because a missing service must never look like a green run.
+Each test gets its own database (cloned from a migrated template) and its own queue names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import psycopg
+import pytest
+from psycopg import sql
+
+from tickpipe_core import Topology, configure_logging
+from tickpipe_core.migrate import migrate
+
+REQUIRE_SERVICES = os.environ.get("TICKPIPE_REQUIRE_SERVICES") == "1"
+DATA = Path(__file__).parent / "data"
+
+configure_logging("INFO", "json")
+
+
+def _unavailable(what: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (TICKPIPE_REQUIRE_SERVICES=1) but unavailable", pytrace=False)
+    pytest.skip(f"{what} unavailable: set its TEST_*_URL or run a Docker engine")
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception:
+        return False
+    return True
+
+
+def with_database(url: str, dbname: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A superuser URL of a PostgreSQL server with TimescaleDB available."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                row = conn.execute(
+                    "select 1 from pg_available_extensions where name = 'timescaledb'"
+                ).fetchone()
+        except psycopg.OperationalError as e:
+            _unavailable(f"PostgreSQL at TEST_DATABASE_URL ({e})")
+        if row is None:
+            _unavailable("the timescaledb extension (run scripts/install-timescaledb.sh)")
+        yield url
+        return
+    if not _docker_available():
+        _unavailable("PostgreSQL/TimescaleDB")
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("timescale/timescaledb:2.19.3-pg15", driver=None) as pg:
+        yield pg.get_connection_url()
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server_url: str) -> Iterator[str]:
+    """A database migrated once per session, cloned by each test."""
+    name = f"tickpipe_tmpl_{os.getpid()}"
+    url = with_database(pg_server_url, name)
+    _drop(pg_server_url, name)
+    migrate(url)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        # No connections to the template, or CREATE DATABASE ... TEMPLATE would refuse to copy it.
+        conn.execute(sql.SQL("alter database {} allow_connections false").format(sql.Identifier(name)))
+        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,))
+    yield name
+    _drop(pg_server_url, name)
+
+
+def _drop(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"tickpipe_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {} template {}").format(
+            sql.Identifier(name), sql.Identifier(template_database)))
+    yield with_database(pg_server_url, name)
+    _drop(pg_server_url, name)
+
+
+@pytest.fixture
+def empty_database_url(pg_server_url: str) -> Iterator[str]:
+    """A URL naming a database that does not exist yet (migrate creates it)."""
+    name = f"tickpipe_e_{uuid.uuid4().hex[:12]}"
+    yield with_database(pg_server_url, name)
+    _drop(pg_server_url, name)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    url = os.environ.get("TEST_AMQP_URL")
+    if url:
+
+        async def check() -> None:
+            connection = await aio_pika.connect(url, timeout=5)
+            await connection.close()
+
+        try:
+            asyncio.run(check())
+        except Exception as e:
+            _unavailable(f"RabbitMQ at TEST_AMQP_URL ({type(e).__name__})")
+        yield url
+        return
+    if not _docker_available():
+        _unavailable("RabbitMQ")
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with RabbitMqContainer("rabbitmq:3.13-management") as rabbit:
+        params = rabbit.get_connection_params()
+        yield f"amqp://guest:guest@{params.host}:{params.port}/"
+
+
+@pytest.fixture
+def topology(amqp_url: str) -> Iterator[Topology]:
+    """Queue and exchange names of this test alone, deleted afterwards."""
+    topo = Topology(prefix=f"test-{uuid.uuid4().hex[:12]}")
+    yield topo
+
+    async def cleanup() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            with contextlib.suppress(Exception):
+                await topo.delete(await connection.channel())
+
+    asyncio.run(cleanup())

@@ -1,0 +1,140 @@
+"""Simulator -> ingestion -> RabbitMQ -> worker -> hypertable, over real sockets and servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from pydantic import SecretStr
+
+from tickpipe_core import Topology
+from tickpipe_core.settings import AmqpSettings, DhanSettings, IngestSettings, SourceSettings, WorkerSettings
+from tickpipe_ingestion import run_ingest
+from tickpipe_ingestion.dhan.wire import IST_OFFSET_SECONDS
+from tickpipe_ingestion.simulator.dhan import DhanSimulator
+from tickpipe_ingestion.simulator.market import f32, make_instruments
+from tickpipe_workers import run_workers
+
+pytestmark = pytest.mark.integration
+
+
+async def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def _count(url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        row = await (await conn.execute("select count(*) from ticks")).fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    total = 3000
+    instruments = make_instruments(7, seed=11)
+    simulator = DhanSimulator(instruments, rate=3000, max_ticks=total, record=True)
+
+    async def scenario() -> None:
+        async with simulator.serving() as server:
+            port = server.sockets[0].getsockname()[1]
+            dhan = DhanSettings(
+                feed_url=f"ws://127.0.0.1:{port}", client_id="e2e", access_token=SecretStr("e2e-secret"),
+                instruments=",".join(f"{i.segment}:{i.security_id}" for i in instruments),
+            )
+            stop_ingest, stop_work = asyncio.Event(), asyncio.Event()
+            ingest = asyncio.create_task(run_ingest(
+                source=SourceSettings(data_source="dhan"), dhan=dhan,
+                amqp=AmqpSettings(amqp_url=amqp_url, amqp_prefix=topology.prefix),
+                ingest=IngestSettings(max_ticks_per_message=200, linger_ms=5), stop=stop_ingest,
+            ))
+            work = asyncio.create_task(run_workers(
+                2, database_url, amqp_url, topology, WorkerSettings(batch_rows=1000, batch_timeout_s=0.2),
+                stop_work,
+            ))
+
+            async def sent_all() -> bool:
+                assert not ingest.done(), ingest
+                return simulator.done
+
+            async def stored_all() -> bool:
+                return await _count(database_url) >= total
+
+            await _wait_for(sent_all, 60, "the simulator to send every tick")
+            await _wait_for(stored_all, 60, "every tick to be stored")
+            stop_ingest.set()
+            await ingest
+            stop_work.set()
+            await work
+
+    asyncio.run(scenario())
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "select security_id, segment, time, time_source, packet, ltp, ltq, atp, volume, total_buy_qty,"
+            " total_sell_qty, oi, oi_day_high, oi_day_low, open, high, low, close, prev_close,"
+            " bid_price, bid_qty, bid_orders, ask_price, ask_qty, ask_orders, source, receive_time"
+            " from ticks order by security_id, volume"
+        ).fetchall()
+    prev_close = {i.security_id: f32(i.prev_close) for i in instruments}
+    expected = sorted(simulator.sent, key=lambda s: (s.quote.security_id, s.quote.volume))
+    assert len(rows) == len(expected) == total
+    for row, sent in zip(rows, expected, strict=True):
+        q = sent.quote
+        assert row[:19] == (
+            q.security_id, q.segment, datetime.fromtimestamp(sent.ltt - IST_OFFSET_SECONDS, UTC), "exchange",
+            "full", q.ltp, q.ltq, q.atp, q.volume, q.total_buy_qty, q.total_sell_qty, q.oi, q.oi_high,
+            q.oi_low, q.open, q.high, q.low, q.close, prev_close[q.security_id],
+        )
+        assert row[19:25] == (q.bid_price, q.bid_qty, q.bid_orders, q.ask_price, q.ask_qty, q.ask_orders)
+        assert row[25] == "dhan"
+        assert abs((row[26] - row[2]).total_seconds()) < 5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_tickpipe_run_ingests_within_seconds_and_stops_cleanly_on_sigterm(
+    empty_database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "AMQP_URL": amqp_url,
+           "AMQP_PREFIX": topology.prefix, "LOG_FORMAT": "json"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickpipe", "run", "--workers", "2", "--rate", "300",
+         "--port", str(_free_port())],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline, count = time.monotonic() + 30, 0
+        while time.monotonic() < deadline and count == 0:
+            time.sleep(0.5)
+            try:
+                with psycopg.connect(empty_database_url) as conn:
+                    count = conn.execute("select count(*) from ticks").fetchone()[0]  # type: ignore[index]
+            except psycopg.Error:
+                continue
+        assert count > 0, "no rows within 30 s"
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output.decode()[-3000:]
+    log = output.decode()
+    for child in ("ingest", "worker-0", "worker-1", "simulator"):
+        assert f'"child": "{child}", "exit_code": 0' in log, child

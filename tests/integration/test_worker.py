@@ -1,0 +1,112 @@
+"""The worker on real RabbitMQ and TimescaleDB: idempotent rows, dead letters, ack after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import aio_pika
+import msgspec
+import psycopg
+import pytest
+
+from tests.unit.test_codec import make_tick
+from tickpipe_core import Topology, encode_batch
+from tickpipe_core.settings import WorkerSettings
+from tickpipe_core.topology import DEAD_REASON_HEADER, TICKS_ROUTING_KEY
+from tickpipe_workers import TickWriter, run_workers
+
+pytestmark = pytest.mark.integration
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("select count(*) from ticks").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_writing_the_same_ticks_twice_stores_them_once(database_url: str) -> None:
+    ticks = [make_tick(security_id=i) for i in range(50)]
+
+    async def scenario() -> tuple[int, int]:
+        writer = TickWriter(database_url)
+        try:
+            first = await writer.write(ticks)
+            second = await writer.write(ticks[:10] + [make_tick(security_id=999)])
+        finally:
+            await writer.close()
+        return first, second
+
+    assert asyncio.run(scenario()) == (50, 1)
+    assert _count(database_url) == 51
+
+
+def test_distinct_ticks_in_the_same_second_are_both_kept(database_url: str) -> None:
+    same_second = datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC)
+    ticks = [make_tick(exchange_ts=same_second, ltp=100.0), make_tick(exchange_ts=same_second, ltp=100.05)]
+
+    async def scenario() -> None:
+        writer = TickWriter(database_url)
+        await writer.write(ticks)
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert _count(database_url) == 2
+
+
+async def _publish(amqp_url: str, topology: Topology, bodies: list[bytes]) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange, _ = await topology.declare(channel)
+        for body in bodies:
+            await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                                   routing_key=TICKS_ROUTING_KEY)
+
+
+async def _queue_depths(amqp_url: str, topology: Topology) -> tuple[int, int]:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        ticks = await channel.declare_queue(topology.ticks_queue, passive=True)
+        dead = await channel.declare_queue(topology.dead_queue, passive=True)
+        return ticks.declaration_result.message_count or 0, dead.declaration_result.message_count or 0
+
+
+def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason_and_neighbours_land(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    good = [encode_batch([make_tick(security_id=i * 10 + j) for j in range(10)]) for i in range(3)]
+    poison = msgspec.msgpack.encode([1, [["not", "a", "tick"]]])
+    bodies = [good[0], poison, good[1], b"\xc1garbage", good[2]]
+
+    async def scenario() -> None:
+        await _publish(amqp_url, topology, bodies)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_workers(1, database_url, amqp_url, topology,
+                                               WorkerSettings(batch_rows=1000, batch_timeout_s=0.2), stop))
+        deadline = time.monotonic() + 30
+        while _count(database_url) < 30 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    assert _count(database_url) == 30
+    assert asyncio.run(_queue_depths(amqp_url, topology)) == (0, 2)
+
+    async def dead_reasons() -> list[str]:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            queue = await (await connection.channel()).declare_queue(topology.dead_queue, passive=True)
+            reasons = []
+            for _ in range(2):
+                message = await queue.get(timeout=5)
+                assert message is not None
+                reasons.append(str((message.headers or {})[DEAD_REASON_HEADER]))
+                await message.ack()
+            return reasons
+
+    reasons = asyncio.run(dead_reasons())
+    assert reasons[0].startswith("invalid tick batch") and reasons[1].startswith("not a tickpipe message")

@@ -1,0 +1,82 @@
+"""Settings: defaults that work here, one clear line per bad variable, secrets never printed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tickpipe_core import ConfigError
+from tickpipe_core.settings import AmqpSettings, DatabaseSettings, DhanSettings, load, redact_url
+
+
+def test_defaults_point_at_the_local_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DATABASE_URL", "AMQP_URL"):
+        monkeypatch.delenv(var, raising=False)
+    assert load(DatabaseSettings).database_url == "postgresql://postgres@127.0.0.1:5432/tickpipe"
+    assert load(AmqpSettings).amqp_url.startswith("amqp://guest:guest@127.0.0.1:5672")
+
+
+def test_malformed_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DHAN_FEED_MODE", "everything")
+    with pytest.raises(ConfigError, match=r"^DHAN_FEED_MODE: Input should be 'ticker', 'quote' or 'full'"):
+        load(DhanSettings)
+
+
+def test_malformed_url_names_the_variable_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://u:hunter2@h/db")
+    with pytest.raises(ConfigError) as e:
+        load(DatabaseSettings)
+    assert str(e.value).startswith("DATABASE_URL: ")
+    assert "hunter2" not in str(e.value)
+
+
+def test_missing_credentials_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DHAN_CLIENT_ID", "DHAN_ACCESS_TOKEN", "DHAN_ACCESS_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ConfigError, match="^DHAN_CLIENT_ID"):
+        DhanSettings().credentials()
+    with pytest.raises(ConfigError, match="^DHAN_ACCESS_TOKEN"):
+        DhanSettings(client_id="1").credentials()
+
+
+def test_token_file_is_read_and_the_token_stays_secret(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "token"
+    path.write_text("s3cr3t-token\n")
+    monkeypatch.delenv("DHAN_ACCESS_TOKEN", raising=False)
+    settings = DhanSettings(client_id="1", access_token_file=path)
+    client_id, token = settings.credentials()
+    assert (client_id, token.get_secret_value()) == ("1", "s3cr3t-token")
+    assert "s3cr3t" not in repr(token) and "s3cr3t" not in repr(settings)
+
+
+def test_instrument_list_is_parsed_and_checked() -> None:
+    assert DhanSettings(instruments="nse_fno:49229, IDX_I:13").instrument_list() == [
+        ("NSE_FNO", 49229), ("IDX_I", 13)]
+    with pytest.raises(ConfigError, match="^DHAN_INSTRUMENTS"):
+        DhanSettings(instruments="NSE_FNO-49229").instrument_list()
+
+
+def test_redact_url_hides_password_and_query() -> None:
+    assert redact_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact_url("wss://feed?token=abc&clientId=1") == "wss://feed?***"
+
+
+def test_cli_reports_a_bad_setting_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "ingest"], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "DHAN_FEED_MODE": "bogus", "HOME": "/tmp"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: DHAN_FEED_MODE: Input should be 'ticker', 'quote' or 'full'"
+    ]
+
+
+def test_every_command_has_help_listing_its_settings() -> None:
+    for command, setting in [("migrate", "DATABASE_URL"), ("ingest", "DHAN_ACCESS_TOKEN"),
+                             ("work", "WORKER_BATCH_ROWS"), ("run", "AMQP_URL"), ("simulate", "--rate")]:
+        out = subprocess.run([sys.executable, "-m", "tickpipe", command, "--help"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+        assert setting in out, (command, out)
