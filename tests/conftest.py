@@ -57,9 +57,7 @@ def pg_server_url() -> Iterator[str]:
     if url:
         try:
             with psycopg.connect(url, connect_timeout=5) as conn:
-                row = conn.execute(
-                    "select 1 from pg_available_extensions where name = 'timescaledb'"
-                ).fetchone()
+                row = conn.execute("select 1 from pg_available_extensions where name = 'timescaledb'").fetchone()
         except psycopg.OperationalError as e:
             _unavailable(f"PostgreSQL at TEST_DATABASE_URL ({e})")
         if row is None:
@@ -99,8 +97,9 @@ def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
     """A fresh, migrated database for this test alone."""
     name = f"tickpipe_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {} template {}").format(
-            sql.Identifier(name), sql.Identifier(template_database)))
+        conn.execute(
+            sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template_database))
+        )
     yield with_database(pg_server_url, name)
     _drop(pg_server_url, name)
 

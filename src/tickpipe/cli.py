@@ -84,27 +84,43 @@ def ingest() -> None:
 
 
 @cli.command()
-@click.option("--workers", "count", type=click.IntRange(1, 64), default=None,
-              help="Consumers in this process (default: WORKER_COUNT).")
+@click.option(
+    "--workers",
+    "count",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Consumers in this process (default: WORKER_COUNT).",
+)
 @_reads(DatabaseSettings, AmqpSettings, WorkerSettings)
 def work(count: int | None) -> None:
     """Drain the ticks queue into the hypertable with batch-insert workers."""
     from tickpipe_workers import run_workers
 
     db, amqp, settings = load(DatabaseSettings), load(AmqpSettings), load(WorkerSettings)
-    _run_async(lambda stop: run_workers(count or settings.count, db.database_url, amqp.amqp_url,
-                                        Topology(amqp.amqp_prefix), settings, stop))
+    _run_async(
+        lambda stop: run_workers(
+            count or settings.count, db.database_url, amqp.amqp_url, Topology(amqp.amqp_prefix), settings, stop
+        )
+    )
 
 
 @cli.command()
-@click.option("--source", type=click.Choice(["dhan"]), default="dhan", show_default=True,
-              help="Which broker protocol to speak.")
+@click.option(
+    "--source", type=click.Choice(["dhan"]), default="dhan", show_default=True, help="Which broker protocol to speak."
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@click.option("--instruments", "count", type=click.IntRange(1, 25000), default=10, show_default=True,
-              help="How many instruments the market has (NSE_FNO security ids 40000, 40001, ...).")
-@click.option("--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True,
-              help="Ticks per second per connection.")
+@click.option(
+    "--instruments",
+    "count",
+    type=click.IntRange(1, 25000),
+    default=10,
+    show_default=True,
+    help="How many instruments the market has (NSE_FNO security ids 40000, 40001, ...).",
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True, help="Ticks per second per connection."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the market.")
 def simulate(source: str, host: str, port: int, count: int, rate: float, seed: int) -> None:
     """Serve a simulated exchange over the broker's real WebSocket protocol."""
@@ -116,8 +132,7 @@ def simulate(source: str, host: str, port: int, count: int, rate: float, seed: i
     async def main(stop: asyncio.Event) -> None:
         async with simulator.serving(host, port) as server:
             bound = server.sockets[0].getsockname()[1] if server.sockets else port
-            log.info("simulator_listening", source=source, url=f"ws://{host}:{bound}", instruments=count,
-                     rate=rate)
+            log.info("simulator_listening", source=source, url=f"ws://{host}:{bound}", instruments=count, rate=rate)
             await stop.wait()
         log.info("simulator_stopped", ticks_sent=simulator.ticks_sent, connections=simulator.connections)
 
@@ -125,14 +140,18 @@ def simulate(source: str, host: str, port: int, count: int, rate: float, seed: i
 
 
 @cli.command()
-@click.option("--workers", "count", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Worker processes.")
-@click.option("--instruments", type=click.IntRange(1, 25000), default=10, show_default=True,
-              help="Simulated instruments to subscribe.")
-@click.option("--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True,
-              help="Simulated ticks per second.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True,
-              help="Simulator port.")
+@click.option("--workers", "count", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
+@click.option(
+    "--instruments",
+    type=click.IntRange(1, 25000),
+    default=10,
+    show_default=True,
+    help="Simulated instruments to subscribe.",
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True, help="Simulated ticks per second."
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Simulator port.")
 @click.option("--no-simulator", is_flag=True, help="Use the real broker feed and DHAN_INSTRUMENTS instead.")
 @_reads(DatabaseSettings, AmqpSettings, SourceSettings, DhanSettings, IngestSettings, WorkerSettings)
 def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool) -> None:
@@ -148,8 +167,13 @@ def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool
     children = []
     ingest_env: dict[str, str] = {}
     if not no_simulator:
-        children.append(Child("simulator", ["simulate", "--port", str(port), "--instruments",
-                                            str(instruments), "--rate", str(rate)], {}))
+        children.append(
+            Child(
+                "simulator",
+                ["simulate", "--port", str(port), "--instruments", str(instruments), "--rate", str(rate)],
+                {},
+            )
+        )
         ingest_env = {
             "DATA_SOURCE": "dhan",
             "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",

@@ -26,8 +26,7 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "tickpipe", *self.args],
-                                        env={**os.environ, **self.env})
+        self.process = subprocess.Popen([sys.executable, "-m", "tickpipe", *self.args], env={**os.environ, **self.env})
         log.info("child_started", child=self.name, pid=self.process.pid)
 
 

@@ -51,19 +51,31 @@ def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
         async with simulator.serving() as server:
             port = server.sockets[0].getsockname()[1]
             dhan = DhanSettings(
-                feed_url=f"ws://127.0.0.1:{port}", client_id="e2e", access_token=SecretStr("e2e-secret"),
+                feed_url=f"ws://127.0.0.1:{port}",
+                client_id="e2e",
+                access_token=SecretStr("e2e-secret"),
                 instruments=",".join(f"{i.segment}:{i.security_id}" for i in instruments),
             )
             stop_ingest, stop_work = asyncio.Event(), asyncio.Event()
-            ingest = asyncio.create_task(run_ingest(
-                source=SourceSettings(data_source="dhan"), dhan=dhan,
-                amqp=AmqpSettings(amqp_url=amqp_url, amqp_prefix=topology.prefix),
-                ingest=IngestSettings(max_ticks_per_message=200, linger_ms=5), stop=stop_ingest,
-            ))
-            work = asyncio.create_task(run_workers(
-                2, database_url, amqp_url, topology, WorkerSettings(batch_rows=1000, batch_timeout_s=0.2),
-                stop_work,
-            ))
+            ingest = asyncio.create_task(
+                run_ingest(
+                    source=SourceSettings(data_source="dhan"),
+                    dhan=dhan,
+                    amqp=AmqpSettings(amqp_url=amqp_url, amqp_prefix=topology.prefix),
+                    ingest=IngestSettings(max_ticks_per_message=200, linger_ms=5),
+                    stop=stop_ingest,
+                )
+            )
+            work = asyncio.create_task(
+                run_workers(
+                    2,
+                    database_url,
+                    amqp_url,
+                    topology,
+                    WorkerSettings(batch_rows=1000, batch_timeout_s=0.2),
+                    stop_work,
+                )
+            )
 
             async def sent_all() -> bool:
                 assert not ingest.done(), ingest
@@ -94,9 +106,25 @@ def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
     for row, sent in zip(rows, expected, strict=True):
         q = sent.quote
         assert row[:19] == (
-            q.security_id, q.segment, datetime.fromtimestamp(sent.ltt - IST_OFFSET_SECONDS, UTC), "exchange",
-            "full", q.ltp, q.ltq, q.atp, q.volume, q.total_buy_qty, q.total_sell_qty, q.oi, q.oi_high,
-            q.oi_low, q.open, q.high, q.low, q.close, prev_close[q.security_id],
+            q.security_id,
+            q.segment,
+            datetime.fromtimestamp(sent.ltt - IST_OFFSET_SECONDS, UTC),
+            "exchange",
+            "full",
+            q.ltp,
+            q.ltq,
+            q.atp,
+            q.volume,
+            q.total_buy_qty,
+            q.total_sell_qty,
+            q.oi,
+            q.oi_high,
+            q.oi_low,
+            q.open,
+            q.high,
+            q.low,
+            q.close,
+            prev_close[q.security_id],
         )
         assert row[19:25] == (q.bid_price, q.bid_qty, q.bid_orders, q.ask_price, q.ask_qty, q.ask_orders)
         assert row[25] == "dhan"
@@ -112,12 +140,18 @@ def _free_port() -> int:
 def test_tickpipe_run_ingests_within_seconds_and_stops_cleanly_on_sigterm(
     empty_database_url: str, amqp_url: str, topology: Topology
 ) -> None:
-    env = {**os.environ, "DATABASE_URL": empty_database_url, "AMQP_URL": amqp_url,
-           "AMQP_PREFIX": topology.prefix, "LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": empty_database_url,
+        "AMQP_URL": amqp_url,
+        "AMQP_PREFIX": topology.prefix,
+        "LOG_FORMAT": "json",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tickpipe", "run", "--workers", "2", "--rate", "300",
-         "--port", str(_free_port())],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "tickpipe", "run", "--workers", "2", "--rate", "300", "--port", str(_free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline, count = time.monotonic() + 30, 0

@@ -33,7 +33,7 @@ def test_writing_the_same_ticks_twice_stores_them_once(database_url: str) -> Non
         writer = TickWriter(database_url)
         try:
             first = await writer.write(ticks)
-            second = await writer.write(ticks[:10] + [make_tick(security_id=999)])
+            second = await writer.write([*ticks[:10], make_tick(security_id=999)])
         finally:
             await writer.close()
         return first, second
@@ -61,8 +61,9 @@ async def _publish(amqp_url: str, topology: Topology, bodies: list[bytes]) -> No
         channel = await connection.channel(publisher_confirms=True)
         exchange, _ = await topology.declare(channel)
         for body in bodies:
-            await exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                                   routing_key=TICKS_ROUTING_KEY)
+            await exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=TICKS_ROUTING_KEY
+            )
 
 
 async def _queue_depths(amqp_url: str, topology: Topology) -> tuple[int, int]:
@@ -84,8 +85,9 @@ def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason_and_neighb
     async def scenario() -> None:
         await _publish(amqp_url, topology, bodies)
         stop = asyncio.Event()
-        task = asyncio.create_task(run_workers(1, database_url, amqp_url, topology,
-                                               WorkerSettings(batch_rows=1000, batch_timeout_s=0.2), stop))
+        task = asyncio.create_task(
+            run_workers(1, database_url, amqp_url, topology, WorkerSettings(batch_rows=1000, batch_timeout_s=0.2), stop)
+        )
         deadline = time.monotonic() + 30
         while _count(database_url) < 30 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)

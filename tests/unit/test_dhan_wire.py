@@ -16,8 +16,9 @@ RECEIVED = datetime(2025, 7, 25, 4, 0, 0, tzinfo=UTC)
 
 def issue_90_packet() -> bytes:
     """The first real frame of the issue-90 log: the bytes it shows, zeros where it elided them."""
-    line = next(l for l in (DATA / "dhan/issue-90-full-packet-log.txt").read_text().splitlines()
-                if "[162 bytes]" in l)
+    line = next(
+        ln for ln in (DATA / "dhan/issue-90-full-packet-log.txt").read_text().splitlines() if "[162 bytes]" in ln
+    )
     shown = line.split("BINARY ")[1].split(" [")[0]
     head, tail = (bytes.fromhex(part) for part in shown.split(" ... "))
     return head + bytes(162 - len(head) - len(tail)) + tail
@@ -36,8 +37,9 @@ def test_real_captured_full_packet_decodes_to_the_documented_values() -> None:
 
 def full_packet(security_id: int = 1, ltp: float = 100.0, ltt: int = 0) -> bytes:
     depth = [10, 20, 1, 2, 99.5, 100.5] * 5
-    return wire.FULL_PACKET.pack(8, 162, 2, security_id, ltp, 1, ltt, 100.0, 10, 5, 6, 7, 8, 6, 1.0, 2.0,
-                                 3.0, 0.5, *depth)
+    return wire.FULL_PACKET.pack(
+        8, 162, 2, security_id, ltp, 1, ltt, 100.0, 10, 5, 6, 7, 8, 6, 1.0, 2.0, 3.0, 0.5, *depth
+    )
 
 
 def test_a_frame_with_several_packets_yields_every_tick_in_order() -> None:
@@ -60,9 +62,11 @@ def test_packet_without_trade_time_uses_receive_time_and_says_so() -> None:
 
 def test_prev_close_and_oi_packets_update_later_ticks() -> None:
     decoder = DhanDecoder()
-    frame = (wire.PREV_CLOSE_PACKET.pack(6, 16, 2, 9, 200.0, 1000)
-             + wire.OI_PACKET.pack(5, 12, 2, 9, 4321)
-             + wire.TICKER_PACKET.pack(2, 16, 2, 9, 210.0, 0))
+    frame = (
+        wire.PREV_CLOSE_PACKET.pack(6, 16, 2, 9, 200.0, 1000)
+        + wire.OI_PACKET.pack(5, 12, 2, 9, 4321)
+        + wire.TICKER_PACKET.pack(2, 16, 2, 9, 210.0, 0)
+    )
     (tick,) = decoder.decode(frame, RECEIVED).ticks
     assert (tick.prev_close, tick.oi, tick.change, tick.change_pct) == (200.0, 4321, 10.0, 5.0)
 
@@ -73,13 +77,15 @@ def test_bad_packets_are_counted_logged_with_hex_and_do_not_stop_the_frame() -> 
     unknown = struct.pack("<BHBI", 99, 8, 2, 5)
     truncated = full_packet(4)[:100]
     with capture_logs() as logs:
-        ticks = decoder.decode(full_packet(1) + wrong_length + unknown + full_packet(2) + truncated,
-                               RECEIVED).ticks
+        ticks = decoder.decode(full_packet(1) + wrong_length + unknown + full_packet(2) + truncated, RECEIVED).ticks
     assert [t.security_id for t in ticks] == [1, 2]
     assert decoder.counters["bad_packets"] == 3
     reasons = [entry["reason"] for entry in logs if entry["event"] == "dhan_bad_packet"]
-    assert reasons == ["code 4 needs 50 bytes, length says 12", "unknown response code 99",
-                       "truncated: length 162, 100 bytes left"]
+    assert reasons == [
+        "code 4 needs 50 bytes, length says 12",
+        "unknown response code 99",
+        "truncated: length 162, 100 bytes left",
+    ]
     assert all(entry["hex"] for entry in logs if entry["event"] == "dhan_bad_packet")
 
 

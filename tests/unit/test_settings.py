@@ -52,8 +52,7 @@ def test_token_file_is_read_and_the_token_stays_secret(tmp_path, monkeypatch: py
 
 
 def test_instrument_list_is_parsed_and_checked() -> None:
-    assert DhanSettings(instruments="nse_fno:49229, IDX_I:13").instrument_list() == [
-        ("NSE_FNO", 49229), ("IDX_I", 13)]
+    assert DhanSettings(instruments="nse_fno:49229, IDX_I:13").instrument_list() == [("NSE_FNO", 49229), ("IDX_I", 13)]
     with pytest.raises(ConfigError, match="^DHAN_INSTRUMENTS"):
         DhanSettings(instruments="NSE_FNO-49229").instrument_list()
 
@@ -65,7 +64,10 @@ def test_redact_url_hides_password_and_query() -> None:
 
 def test_cli_reports_a_bad_setting_in_one_line() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tickpipe", "ingest"], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "tickpipe", "ingest"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "DHAN_FEED_MODE": "bogus", "HOME": "/tmp"},
     )
     assert result.returncode == 2
@@ -75,8 +77,18 @@ def test_cli_reports_a_bad_setting_in_one_line() -> None:
 
 
 def test_every_command_has_help_listing_its_settings() -> None:
-    for command, setting in [("migrate", "DATABASE_URL"), ("ingest", "DHAN_ACCESS_TOKEN"),
-                             ("work", "WORKER_BATCH_ROWS"), ("run", "AMQP_URL"), ("simulate", "--rate")]:
-        out = subprocess.run([sys.executable, "-m", "tickpipe", command, "--help"], capture_output=True,
-                             text=True, timeout=60, check=True).stdout
+    for command, setting in [
+        ("migrate", "DATABASE_URL"),
+        ("ingest", "DHAN_ACCESS_TOKEN"),
+        ("work", "WORKER_BATCH_ROWS"),
+        ("run", "AMQP_URL"),
+        ("simulate", "--rate"),
+    ]:
+        out = subprocess.run(
+            [sys.executable, "-m", "tickpipe", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         assert setting in out, (command, out)

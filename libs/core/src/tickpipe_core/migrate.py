@@ -83,7 +83,9 @@ def migrate(url: str, directory: Path | None = None) -> list[Migration]:
                     " version integer primary key, name text not null, checksum text not null,"
                     " applied_at timestamptz not null default now())"
                 )
-                applied = dict(conn.execute("select version, checksum from schema_migrations").fetchall())
+                applied: dict[int, str] = dict(
+                    conn.execute("select version, checksum from schema_migrations").fetchall()
+                )
                 for mig in migrations:
                     if mig.version in applied:
                         if applied[mig.version] != mig.checksum:

@@ -76,8 +76,7 @@ class DhanSettings(_Settings):
     feed_mode: DhanFeedMode = Field("full", description="Subscription mode: ticker, quote or full.")
     instruments: str = Field(
         "",
-        description="Instruments to subscribe, comma separated SEGMENT:SECURITY_ID "
-        "(e.g. NSE_FNO:49229,IDX_I:13).",
+        description="Instruments to subscribe, comma separated SEGMENT:SECURITY_ID (e.g. NSE_FNO:49229,IDX_I:13).",
     )
 
     def credentials(self) -> tuple[str, SecretStr]:
@@ -114,9 +113,7 @@ class IngestSettings(_Settings):
 
     max_ticks_per_message: int = Field(500, ge=1, le=100_000, description="Ticks per AMQP message, at most.")
     linger_ms: float = Field(20, ge=0, le=10_000, description="How long a partial message may wait.")
-    buffer_ticks: int = Field(
-        2_000_000, ge=1000, description="Ticks held in memory while RabbitMQ is unreachable."
-    )
+    buffer_ticks: int = Field(2_000_000, ge=1000, description="Ticks held in memory while RabbitMQ is unreachable.")
 
 
 class WorkerSettings(_Settings):

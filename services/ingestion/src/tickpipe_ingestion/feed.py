@@ -9,6 +9,7 @@ Model: cryptofeed's connection_handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -53,13 +54,15 @@ class FeedConnection:
         self.log = get_logger("feed", connection=self.name, url=redact_url(self.url))
         self._stopping = asyncio.Event()
         self._ws: ClientConnection | None = None
+        self._closing: asyncio.Future[None] | None = None
         self.connects = 0
         self.frames = 0
 
     def stop(self) -> None:
         self._stopping.set()
         if self._ws is not None:
-            asyncio.ensure_future(self._ws.close())
+            # Closing wakes the pending recv(); keep a reference so the task is not collected early.
+            self._closing = asyncio.ensure_future(self._ws.close())
 
     async def run(self) -> None:
         """Connect, subscribe and pump frames; reconnect on failures; return on stop()."""
@@ -96,8 +99,6 @@ class FeedConnection:
             delay = max(self.backoff.delay(attempt), self.min_backoff_after())
             attempt += 1
             self.log.info("feed_reconnecting", attempt=attempt, delay_s=round(delay, 3))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
         self.log.info("feed_closed")

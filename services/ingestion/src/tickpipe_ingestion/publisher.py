@@ -16,7 +16,15 @@ from collections import Counter, deque
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
-from tickpipe_core import CONTENT_TYPE, SCHEMA_HEADER, SCHEMA_VERSION, Tick, Topology, encode_batch, get_logger
+from tickpipe_core import (
+    CONTENT_TYPE,
+    SCHEMA_HEADER,
+    SCHEMA_VERSION,
+    Tick,
+    Topology,
+    encode_batch,
+    get_logger,
+)
 from tickpipe_core.settings import IngestSettings, redact_url
 from tickpipe_core.topology import TICKS_ROUTING_KEY
 
@@ -76,7 +84,7 @@ class TickPublisher:
                 continue
             if len(self._buffer) < size and linger and not self._closing:
                 await asyncio.sleep(linger)
-            batches = []
+            batches: list[list[Tick]] = []
             while self._buffer and len(batches) < self._max_in_flight:
                 n = min(size, len(self._buffer))
                 batches.append([self._buffer.popleft() for _ in range(n)])

@@ -35,8 +35,13 @@ async def run_ingest(
     publisher = TickPublisher(amqp.amqp_url, Topology(amqp.amqp_prefix), ingest)
     await publisher.start()
     feed = DhanFeed(
-        base_url=dhan.feed_url, client_id=client_id, token=token, mode=dhan.feed_mode,
-        instruments=instruments, sink=publisher.submit, silence_timeout=silence_timeout,
+        base_url=dhan.feed_url,
+        client_id=client_id,
+        token=token,
+        mode=dhan.feed_mode,
+        instruments=instruments,
+        sink=publisher.submit,
+        silence_timeout=silence_timeout,
     )
     log.info("ingest_started", source="dhan", instruments=len(instruments), connections=len(feed.connections))
     feed_task = asyncio.create_task(feed.run(), name="dhan-feed")
@@ -59,5 +64,9 @@ async def _report(feed: DhanFeed, publisher: TickPublisher) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)
-            log.info("ingest_stats", pending=publisher.pending, **dict(feed.decoder.counters),
-                     **{f"publisher.{k}": v for k, v in publisher.counters.items()})
+            log.info(
+                "ingest_stats",
+                pending=publisher.pending,
+                **dict(feed.decoder.counters),
+                **{f"publisher.{k}": v for k, v in publisher.counters.items()},
+            )

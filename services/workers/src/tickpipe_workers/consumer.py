@@ -29,8 +29,9 @@ _MAX_RETRY_DELAY_S = 15.0
 class Worker:
     """One consumer with its own channel and database connection."""
 
-    def __init__(self, worker_id: int, db_url: str, amqp_url: str, topology: Topology,
-                 settings: WorkerSettings) -> None:
+    def __init__(
+        self, worker_id: int, db_url: str, amqp_url: str, topology: Topology, settings: WorkerSettings
+    ) -> None:
         self.worker_id = worker_id
         self._amqp_url = amqp_url
         self._topology = topology
@@ -55,8 +56,7 @@ class Worker:
             _, queue = await self._topology.declare(channel)
             self._dead = await channel.get_exchange(self._topology.dead_exchange, ensure=False)
             tag = await queue.consume(self._on_message)
-            self.log.info("worker_started", queue=queue.name, prefetch=self.prefetch,
-                          amqp=redact_url(self._amqp_url))
+            self.log.info("worker_started", queue=queue.name, prefetch=self.prefetch, amqp=redact_url(self._amqp_url))
             summary = asyncio.create_task(self._summarize())
             try:
                 while not stop.is_set():
@@ -134,7 +134,7 @@ class Worker:
         latency = time.perf_counter() - started
         try:
             await batch[-1].ack(multiple=True)
-        except Exception as e:  # noqa: BLE001 - the channel died; the broker redelivers, rows dedupe
+        except Exception as e:
             self.counters["ack_failures"] += 1
             self.log.warning("ack_failed", error=f"{type(e).__name__}: {e}", messages=len(batch))
         self.counters["batches"] += 1
@@ -150,8 +150,12 @@ class Worker:
         headers = dict(message.headers or {})
         headers[DEAD_REASON_HEADER] = reason[:1000]
         await self._dead.publish(
-            aio_pika.Message(message.body, headers=headers, content_type=message.content_type,
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                message.body,
+                headers=headers,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key=message.routing_key or "",
         )
         self.counters["dead_lettered"] += 1
@@ -172,8 +176,10 @@ class Worker:
             rows = self.counters["rows"]
             batches = self.counters["batches"] or 1
             self.log.info(
-                "worker_summary", rows_per_s=round((rows - last) / (now - last_t), 1),
-                avg_batch_rows=rows // batches, avg_commit_ms=self.counters["commit_ms_total"] // batches,
+                "worker_summary",
+                rows_per_s=round((rows - last) / (now - last_t), 1),
+                avg_batch_rows=rows // batches,
+                avg_commit_ms=self.counters["commit_ms_total"] // batches,
                 **dict(self.counters),
             )
             last, last_t = rows, now
@@ -184,8 +190,9 @@ def _tick_count(message: AbstractIncomingMessage) -> int:
     return count if isinstance(count, int) else 1
 
 
-async def run_workers(count: int, db_url: str, amqp_url: str, topology: Topology, settings: WorkerSettings,
-                      stop: asyncio.Event) -> None:
+async def run_workers(
+    count: int, db_url: str, amqp_url: str, topology: Topology, settings: WorkerSettings, stop: asyncio.Event
+) -> None:
     """Run `count` workers as tasks of this process until `stop` is set."""
     workers = [Worker(i, db_url, amqp_url, topology, settings) for i in range(count)]
     async with asyncio.TaskGroup() as tg:

@@ -124,8 +124,7 @@ class TickWriter:
             raise StorageError(f"writing {len(rows)} ticks failed: {type(e).__name__}: {e}") from e
 
     @staticmethod
-    async def _copy(cur: psycopg.AsyncCursor[tuple[Any, ...]], statement: sql.Composed,
-                    rows: list[list[Any]]) -> None:
+    async def _copy(cur: psycopg.AsyncCursor[tuple[Any, ...]], statement: sql.Composed, rows: list[list[Any]]) -> None:
         async with cur.copy(statement) as copy:
             copy.set_types(_TYPES)
             for row in rows:

@@ -24,25 +24,28 @@ RATE_LIMIT_BACKOFF_S = 60.0  # after 805 the broker wants fewer connections/requ
 
 def feed_url(base: str, client_id: str, token: SecretStr) -> str:
     """The connect URL; it carries the token, so it is only ever logged through redact_url."""
-    query = urlencode(
-        {"version": "2", "token": token.get_secret_value(), "clientId": client_id, "authType": "2"}
-    )
+    query = urlencode({"version": "2", "token": token.get_secret_value(), "clientId": client_id, "authType": "2"})
     return f"{base}{'&' if '?' in base else '?'}{query}"
 
 
-def subscribe_messages(mode: DhanFeedMode, instruments: Sequence[Instrument], *, unsubscribe: bool = False
-                       ) -> list[str]:
+def subscribe_messages(
+    mode: DhanFeedMode, instruments: Sequence[Instrument], *, unsubscribe: bool = False
+) -> list[str]:
     """JSON requests for the instruments, at most 100 per message; segment and id are strings."""
     code = wire.REQUEST_CODES[mode][1 if unsubscribe else 0]
     out = []
     step = wire.MAX_INSTRUMENTS_PER_MESSAGE
     for i in range(0, len(instruments), step):
         chunk = instruments[i : i + step]
-        out.append(json.dumps({
-            "RequestCode": code,
-            "InstrumentCount": len(chunk),
-            "InstrumentList": [{"ExchangeSegment": seg, "SecurityId": str(sid)} for seg, sid in chunk],
-        }))
+        out.append(
+            json.dumps(
+                {
+                    "RequestCode": code,
+                    "InstrumentCount": len(chunk),
+                    "InstrumentList": [{"ExchangeSegment": seg, "SecurityId": str(sid)} for seg, sid in chunk],
+                }
+            )
+        )
     return out
 
 

@@ -62,8 +62,9 @@ class DhanDecoder:
                 continue
             handler = self._handlers.get(item.code)
             if handler is None:
-                self._bad(f"unknown response code {item.code}", frame[item.offset : item.offset + item.length],
-                          item.offset)
+                self._bad(
+                    f"unknown response code {item.code}", frame[item.offset : item.offset + item.length], item.offset
+                )
                 continue
             self.counters[f"packets.{item.code}"] += 1
             handler(frame, item, receive_ts, out)
@@ -113,10 +114,19 @@ class DhanDecoder:
         d = derive(ltp, st.prev_close, (), (), (), (), None, None)
         out.ticks.append(
             Tick(
-                tick_id=new_tick_id(), source="dhan", segment=wire.SEGMENTS.get(seg, f"SEGMENT_{seg}"),
-                security_id=sid, exchange_ts=ts, receive_ts=receive_ts, time_source=source,
-                packet=packet, ltp=ltp, oi=st.oi, prev_close=st.prev_close,
-                change=d.change, change_pct=d.change_pct,
+                tick_id=new_tick_id(),
+                source="dhan",
+                segment=wire.SEGMENTS.get(seg, f"SEGMENT_{seg}"),
+                security_id=sid,
+                exchange_ts=ts,
+                receive_ts=receive_ts,
+                time_source=source,
+                packet=packet,
+                ltp=ltp,
+                oi=st.oi,
+                prev_close=st.prev_close,
+                change=d.change,
+                change_pct=d.change_pct,
             )
         )
 
@@ -129,19 +139,54 @@ class DhanDecoder:
         d = derive(ltp, st.prev_close, (), (), (), (), buy, sell)
         out.ticks.append(
             Tick(
-                tick_id=new_tick_id(), source="dhan", segment=wire.SEGMENTS.get(seg, f"SEGMENT_{seg}"),
-                security_id=sid, exchange_ts=ts, receive_ts=receive_ts, time_source=source,
-                packet="quote", ltp=ltp, ltq=ltq, atp=atp, volume=volume, total_buy_qty=buy,
-                total_sell_qty=sell, oi=st.oi, open=day_open, high=day_high, low=day_low, close=day_close,
-                prev_close=st.prev_close, change=d.change, change_pct=d.change_pct,
+                tick_id=new_tick_id(),
+                source="dhan",
+                segment=wire.SEGMENTS.get(seg, f"SEGMENT_{seg}"),
+                security_id=sid,
+                exchange_ts=ts,
+                receive_ts=receive_ts,
+                time_source=source,
+                packet="quote",
+                ltp=ltp,
+                ltq=ltq,
+                atp=atp,
+                volume=volume,
+                total_buy_qty=buy,
+                total_sell_qty=sell,
+                oi=st.oi,
+                open=day_open,
+                high=day_high,
+                low=day_low,
+                close=day_close,
+                prev_close=st.prev_close,
+                change=d.change,
+                change_pct=d.change_pct,
                 book_imbalance=d.book_imbalance,
             )
         )
 
     def _full(self, frame: bytes, p: wire.Packet, receive_ts: datetime, out: DecodedFrame) -> None:
         v = wire.FULL_PACKET.unpack_from(frame, p.offset)
-        (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, oi, oi_high, oi_low,
-         day_open, day_close, day_high, day_low) = v[:18]
+        (
+            _,
+            _,
+            seg,
+            sid,
+            ltp,
+            ltq,
+            ltt,
+            atp,
+            volume,
+            sell,
+            buy,
+            oi,
+            oi_high,
+            oi_low,
+            day_open,
+            day_close,
+            day_high,
+            day_low,
+        ) = v[:18]
         depth = v[18:]
         # Depth levels are (bid qty, ask qty, bid orders, ask orders, bid price, ask price) x 5.
         bid_qty, ask_qty, bid_orders, ask_orders = depth[0::6], depth[1::6], depth[2::6], depth[3::6]
@@ -152,15 +197,42 @@ class DhanDecoder:
         d = derive(ltp, st.prev_close, bid_price, bid_qty, ask_price, ask_qty, buy, sell)
         out.ticks.append(
             Tick(
-                tick_id=new_tick_id(), source="dhan", segment=wire.SEGMENTS.get(seg, f"SEGMENT_{seg}"),
-                security_id=sid, exchange_ts=ts, receive_ts=receive_ts, time_source=source,
-                packet="full", ltp=ltp, ltq=ltq, atp=atp, volume=volume, total_buy_qty=buy,
-                total_sell_qty=sell, oi=oi, oi_day_high=oi_high, oi_day_low=oi_low, open=day_open,
-                high=day_high, low=day_low, close=day_close, prev_close=st.prev_close,
-                bid_price=bid_price, bid_qty=bid_qty, bid_orders=bid_orders,
-                ask_price=ask_price, ask_qty=ask_qty, ask_orders=ask_orders,
-                change=d.change, change_pct=d.change_pct, spread=d.spread, spread_bps=d.spread_bps,
-                mid=d.mid, micro_price=d.micro_price, imbalance=d.imbalance, book_imbalance=d.book_imbalance,
+                tick_id=new_tick_id(),
+                source="dhan",
+                segment=wire.SEGMENTS.get(seg, f"SEGMENT_{seg}"),
+                security_id=sid,
+                exchange_ts=ts,
+                receive_ts=receive_ts,
+                time_source=source,
+                packet="full",
+                ltp=ltp,
+                ltq=ltq,
+                atp=atp,
+                volume=volume,
+                total_buy_qty=buy,
+                total_sell_qty=sell,
+                oi=oi,
+                oi_day_high=oi_high,
+                oi_day_low=oi_low,
+                open=day_open,
+                high=day_high,
+                low=day_low,
+                close=day_close,
+                prev_close=st.prev_close,
+                bid_price=bid_price,
+                bid_qty=bid_qty,
+                bid_orders=bid_orders,
+                ask_price=ask_price,
+                ask_qty=ask_qty,
+                ask_orders=ask_orders,
+                change=d.change,
+                change_pct=d.change_pct,
+                spread=d.spread,
+                spread_bps=d.spread_bps,
+                mid=d.mid,
+                micro_price=d.micro_price,
+                imbalance=d.imbalance,
+                book_imbalance=d.book_imbalance,
             )
         )
 

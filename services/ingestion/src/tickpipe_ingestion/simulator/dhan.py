@@ -40,16 +40,36 @@ def encode_full(q: Quote, ltt: int) -> bytes:
     for i in range(wire.DEPTH_LEVELS):
         depth += [q.bid_qty[i], q.ask_qty[i], q.bid_orders[i], q.ask_orders[i], q.bid_price[i], q.ask_price[i]]
     return wire.FULL_PACKET.pack(
-        wire.FULL, wire.FULL_PACKET.size, wire.SEGMENT_CODES[q.segment], q.security_id, q.ltp, q.ltq, ltt,
-        q.atp, q.volume, q.total_sell_qty, q.total_buy_qty, q.oi, q.oi_high, q.oi_low,
-        q.open, q.close, q.high, q.low, *depth,
+        wire.FULL,
+        wire.FULL_PACKET.size,
+        wire.SEGMENT_CODES[q.segment],
+        q.security_id,
+        q.ltp,
+        q.ltq,
+        ltt,
+        q.atp,
+        q.volume,
+        q.total_sell_qty,
+        q.total_buy_qty,
+        q.oi,
+        q.oi_high,
+        q.oi_low,
+        q.open,
+        q.close,
+        q.high,
+        q.low,
+        *depth,
     )
 
 
 def encode_prev_close(inst: SimInstrument) -> bytes:
     return wire.PREV_CLOSE_PACKET.pack(
-        wire.PREV_CLOSE, wire.PREV_CLOSE_PACKET.size, wire.SEGMENT_CODES[inst.segment], inst.security_id,
-        inst.prev_close, inst.oi,
+        wire.PREV_CLOSE,
+        wire.PREV_CLOSE_PACKET.size,
+        wire.SEGMENT_CODES[inst.segment],
+        inst.security_id,
+        inst.prev_close,
+        inst.oi,
     )
 
 
@@ -102,8 +122,9 @@ class DhanSimulator:
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await streamer
 
-    async def _on_request(self, ws: ServerConnection, message: str | bytes,
-                          subscribed: dict[tuple[str, int], SimInstrument]) -> None:
+    async def _on_request(
+        self, ws: ServerConnection, message: str | bytes, subscribed: dict[tuple[str, int], SimInstrument]
+    ) -> None:
         try:
             request = json.loads(message)
             code = int(request["RequestCode"])

@@ -86,23 +86,36 @@ class SimInstrument:
         bid_qty = [self.lot * rng.randint(1, 200) for _ in range(5)]
         ask_qty = [self.lot * rng.randint(1, 200) for _ in range(5)]
         return Quote(
-            segment=self.segment, security_id=self.security_id, ltp=f32(self.price), ltq=qty,
-            volume=self.volume, atp=f32(self.turnover / self.volume), open=f32(self.day_open),
-            high=f32(self.day_high), low=f32(self.day_low), close=f32(self.prev_close), oi=self.oi,
-            oi_high=self.oi_high, oi_low=self.oi_low,
+            segment=self.segment,
+            security_id=self.security_id,
+            ltp=f32(self.price),
+            ltq=qty,
+            volume=self.volume,
+            atp=f32(self.turnover / self.volume),
+            open=f32(self.day_open),
+            high=f32(self.day_high),
+            low=f32(self.day_low),
+            close=f32(self.prev_close),
+            oi=self.oi,
+            oi_high=self.oi_high,
+            oi_low=self.oi_low,
             total_buy_qty=sum(bid_qty) + self.lot * rng.randint(0, 5000),
             total_sell_qty=sum(ask_qty) + self.lot * rng.randint(0, 5000),
-            bid_price=bid_price, bid_qty=bid_qty, bid_orders=[rng.randint(1, 50) for _ in range(5)],
-            ask_price=ask_price, ask_qty=ask_qty, ask_orders=[rng.randint(1, 50) for _ in range(5)],
+            bid_price=bid_price,
+            bid_qty=bid_qty,
+            bid_orders=[rng.randint(1, 50) for _ in range(5)],
+            ask_price=ask_price,
+            ask_qty=ask_qty,
+            ask_orders=[rng.randint(1, 50) for _ in range(5)],
         )
 
 
-def make_instruments(count: int, seed: int = 0, segment: str = "NSE_FNO", first_id: int = 40000
-                     ) -> list[SimInstrument]:
+def make_instruments(count: int, seed: int = 0, segment: str = "NSE_FNO", first_id: int = 40000) -> list[SimInstrument]:
     """`count` instruments with ids first_id.. and starting prices between 50 and 25,000."""
     rng = random.Random(seed)
     return [
-        SimInstrument(segment, first_id + i, prev_close=round(rng.uniform(50, 25000), 1),
-                      rng=random.Random(rng.random()))
+        SimInstrument(
+            segment, first_id + i, prev_close=round(rng.uniform(50, 25000), 1), rng=random.Random(rng.random())
+        )
         for i in range(count)
     ]
