@@ -13,6 +13,7 @@ import click
 from pydantic_settings import BaseSettings
 
 from tickpipe_core import ConfigError, TickpipeError, Topology, configure_logging, get_logger
+from tickpipe_core.health import HEALTH_FILE_ENV, heartbeat, is_fresh
 from tickpipe_core.settings import (
     AmqpSettings,
     DatabaseSettings,
@@ -50,7 +51,11 @@ def _run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> No
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await main(stop)
+        beat = asyncio.create_task(heartbeat())
+        try:
+            await main(stop)
+        finally:
+            beat.cancel()
 
     asyncio.run(runner())
 
@@ -137,6 +142,21 @@ def simulate(source: str, host: str, port: int, count: int, rate: float, seed: i
         log.info("simulator_stopped", ticks_sent=simulator.ticks_sent, connections=simulator.connections)
 
     _run_async(main)
+
+
+@cli.command()
+@click.option("--max-age", type=float, default=30.0, show_default=True, help="Seconds a heartbeat stays fresh.")
+def health(max_age: float) -> None:
+    """Exit 0 when this container's service is alive (its heartbeat file is fresh), else 1.
+
+    \b
+    Settings: TICKPIPE_HEALTH_FILE (the services touch it every few seconds).
+    """
+    import os
+
+    path = os.environ.get(HEALTH_FILE_ENV)
+    if not path or not is_fresh(path, max_age):
+        raise click.ClickException(f"unhealthy: {HEALTH_FILE_ENV}={path!r} is missing or stale")
 
 
 @cli.command()
