@@ -149,3 +149,66 @@ def topology(amqp_url: str) -> Iterator[Topology]:
                 await topo.delete(await connection.channel())
 
     asyncio.run(cleanup())
+
+
+@pytest.fixture
+def scratch_postgres() -> Iterator[ScratchPostgres]:
+    """A dedicated PostgreSQL instance (with TimescaleDB) that a test may stop and start."""
+    bin_dir = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+    if bin_dir is None or not (bin_dir / "initdb").exists():
+        _unavailable("PostgreSQL server binaries for a scratch instance")
+    assert bin_dir is not None
+    import shutil
+    import tempfile
+
+    # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="tickpipe-scratch-pg-"))
+    instance = ScratchPostgres(bin_dir, base)
+    try:
+        instance.init()
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class ScratchPostgres:
+    """initdb + pg_ctl on a free port, run as the postgres user when we are root."""
+
+    def __init__(self, bin_dir: Path, base: Path) -> None:
+        import socket
+
+        self.bin_dir = bin_dir
+        self.data = base / "data"
+        self.sockets = base
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/tickpipe"
+
+    def _run(self, *args: str) -> None:
+        import subprocess
+
+        cmd = [str(self.bin_dir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        if os.geteuid() == 0:
+            import shutil
+
+            shutil.chown(self.sockets, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-l", str(self.sockets / "log"), "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        with contextlib.suppress(Exception):
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")

@@ -112,3 +112,20 @@ def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason_and_neighb
 
     reasons = asyncio.run(dead_reasons())
     assert reasons[0].startswith("invalid tick batch") and reasons[1].startswith("not a tickpipe message")
+
+
+def test_latest_quotes_keep_the_newest_tick_even_when_batches_arrive_out_of_order(database_url: str) -> None:
+    early = datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC)
+    late = datetime(2025, 12, 29, 7, 17, 9, tzinfo=UTC)
+
+    async def scenario() -> None:
+        writer = TickWriter(database_url)
+        await writer.write([make_tick(exchange_ts=late, ltp=101.0), make_tick(security_id=7, exchange_ts=early)])
+        await writer.write([make_tick(exchange_ts=early, ltp=99.0)])  # an older batch, delivered late
+        await writer.write([make_tick(security_id=7, exchange_ts=late, ltp=55.5)])
+        await writer.close()
+
+    asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("select security_id, ltp, time, bid_price from latest_quotes order by 1").fetchall()
+    assert rows == [(7, 55.5, late, 25974.5), (49229, 101.0, late, 25974.5)]

@@ -25,8 +25,14 @@ def _compose() -> list[str]:
 
 
 def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
-    result = subprocess.run([*_compose(), "config", "--format", "json"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [*_compose(), "config", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert set(services) == {"timescaledb", "rabbitmq", "migrate", "simulator", "ingestion", "workers"}

@@ -132,17 +132,22 @@ class Worker:
                 self.log.warning("batch_retry", error=str(e), attempt=attempt, delay_s=delay, rows=len(ticks))
                 await asyncio.sleep(delay)
         latency = time.perf_counter() - started
-        try:
-            await batch[-1].ack(multiple=True)
-        except Exception as e:
-            self.counters["ack_failures"] += 1
-            self.log.warning("ack_failed", error=f"{type(e).__name__}: {e}", messages=len(batch))
+        await self._ack(batch)
         self.counters["batches"] += 1
         self.counters["messages"] += len(batch)
         self.counters["rows"] += len(ticks)
         self.counters["rows_inserted"] += inserted
         self.counters["commit_ms_total"] += int(latency * 1000)
         self.counters["max_batch_rows"] = max(self.counters["max_batch_rows"], len(ticks))
+
+    async def _ack(self, batch: list[AbstractIncomingMessage]) -> None:
+        """One multiple-ack for the whole batch, only ever after its commit."""
+        try:
+            await batch[-1].ack(multiple=True)
+        except Exception as e:
+            # The channel died after the commit: the broker redelivers and the rows dedupe.
+            self.counters["ack_failures"] += 1
+            self.log.warning("ack_failed", error=f"{type(e).__name__}: {e}", messages=len(batch))
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Publish a copy to the dead-letter exchange with the reason; the batch ack covers the original."""

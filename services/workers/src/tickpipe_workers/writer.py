@@ -75,6 +75,65 @@ _MERGE_STAGE = sql.SQL("insert into ticks ({}) select {} from ticks_stage on con
 )
 
 
+_LATEST_COLUMNS = [
+    "source",
+    "segment",
+    "security_id",
+    "instrument_id",
+    "time",
+    "receive_time",
+    "tick_id",
+    "ltp",
+    "volume",
+    "oi",
+    "change_pct",
+    "bid_price",
+    "bid_qty",
+    "ask_price",
+    "ask_qty",
+]
+_UPSERT_LATEST = sql.SQL(
+    "insert into latest_quotes as q ({columns}) values ({values})"
+    " on conflict (source, segment, security_id) do update set {updates}, updated_at = now()"
+    # Newest wins, so a late batch never overwrites a newer quote.
+    " where (excluded.time, excluded.receive_time) > (q.time, q.receive_time)"
+).format(
+    columns=sql.SQL(", ").join(map(sql.Identifier, _LATEST_COLUMNS)),
+    values=sql.SQL(", ").join(sql.Placeholder() * len(_LATEST_COLUMNS)),
+    updates=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in _LATEST_COLUMNS[3:]),
+)
+
+
+def latest_rows(ticks: Sequence[Tick]) -> list[tuple[Any, ...]]:
+    """The newest tick of each instrument in the batch, as latest_quotes rows."""
+    latest: dict[tuple[str, str, int], Tick] = {}
+    for t in ticks:
+        key = (t.source, t.segment, t.security_id)
+        seen = latest.get(key)
+        if seen is None or (t.exchange_ts, t.receive_ts) >= (seen.exchange_ts, seen.receive_ts):
+            latest[key] = t
+    return [
+        (
+            t.source,
+            t.segment,
+            t.security_id,
+            t.instrument_id,
+            t.exchange_ts,
+            t.receive_ts,
+            t.tick_id,
+            t.ltp,
+            t.volume,
+            t.oi,
+            t.change_pct,
+            t.bid_price[0] if t.bid_price else None,
+            t.bid_qty[0] if t.bid_qty else None,
+            t.ask_price[0] if t.ask_price else None,
+            t.ask_qty[0] if t.ask_qty else None,
+        )
+        for t in latest.values()
+    ]
+
+
 def tick_row(tick: Tick) -> list[Any]:
     """The tick as a row in COLUMNS order; an empty depth side is stored as NULL."""
     row = [getattr(tick, a) for a in _ATTRS]
@@ -101,15 +160,17 @@ class TickWriter:
         return self._conn
 
     async def write(self, ticks: Sequence[Tick]) -> int:
-        """Store the ticks in one transaction; return how many were new."""
+        """Store the ticks and update latest_quotes in one transaction; return how many ticks were new."""
         if not ticks:
             return 0
         conn = await self._connection()
         rows = [tick_row(t) for t in ticks]
+        latest = latest_rows(ticks)
         try:
             try:
                 async with conn.transaction(), conn.cursor() as cur:
                     await self._copy(cur, _COPY_TICKS, rows)
+                    await cur.executemany(_UPSERT_LATEST, latest)
                 return len(rows)
             except psycopg.errors.UniqueViolation:
                 self.duplicate_batches += 1
@@ -118,6 +179,7 @@ class TickWriter:
                 await self._copy(cur, _COPY_STAGE, rows)
                 await cur.execute(_MERGE_STAGE)
                 inserted = cur.rowcount
+                await cur.executemany(_UPSERT_LATEST, latest)
             log.info("batch_had_duplicates", rows=len(rows), inserted=inserted)
             return inserted
         except psycopg.Error as e:
