@@ -30,8 +30,8 @@ def ensure_database(url: str) -> bool:
                 return False
             try:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
-            except psycopg.errors.DuplicateDatabase:
-                return False  # another migrator won the race
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                return False  # another migrator won the race (the loser may see either error)
     except psycopg.OperationalError as e:
         raise StorageError(f"cannot reach PostgreSQL at {redact_url(admin)}: {e}") from e
     log.info("database_created", database=dbname)
