@@ -121,7 +121,7 @@ class WorkerSettings(_Settings):
 
     model_config = SettingsConfigDict(env_prefix="WORKER_", env_file=".env", extra="ignore", frozen=True)
 
-    count: int = Field(1, ge=1, le=64, description="Consumers in the pool.")
+    count: int = Field(1, ge=1, le=64, description="Worker processes `tickpipe work` starts.")
     batch_rows: int = Field(5000, ge=1, description="A batch commits when it holds this many ticks...")
     batch_timeout_s: float = Field(0.5, gt=0, description="...or when its first message is this old.")
     prefetch: int = Field(0, ge=0, description="Unacked messages per consumer; 0 derives it from the batch.")

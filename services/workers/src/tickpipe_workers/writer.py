@@ -12,57 +12,60 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from msgspec.structs import astuple
 from psycopg import sql
 
 from tickpipe_core import StorageError, Tick, get_logger
 from tickpipe_core.settings import redact_url
+from tickpipe_workers import arrays
 
 log = get_logger("writer")
 
-# (column, postgres type for binary COPY, Tick attribute)
-_COLUMNS: list[tuple[str, str, str]] = [
-    ("time", "timestamptz", "exchange_ts"),
-    ("tick_id", "uuid", "tick_id"),
-    ("source", "text", "source"),
-    ("segment", "text", "segment"),
-    ("security_id", "int8", "security_id"),
-    ("instrument_id", "int8", "instrument_id"),
-    ("receive_time", "timestamptz", "receive_ts"),
-    ("time_source", "text", "time_source"),
-    ("packet", "text", "packet"),
-    ("ltp", "float8", "ltp"),
-    ("ltq", "int4", "ltq"),
-    ("atp", "float8", "atp"),
-    ("volume", "int8", "volume"),
-    ("total_buy_qty", "int8", "total_buy_qty"),
-    ("total_sell_qty", "int8", "total_sell_qty"),
-    ("oi", "int8", "oi"),
-    ("oi_day_high", "int8", "oi_day_high"),
-    ("oi_day_low", "int8", "oi_day_low"),
-    ("open", "float8", "open"),
-    ("high", "float8", "high"),
-    ("low", "float8", "low"),
-    ("close", "float8", "close"),
-    ("prev_close", "float8", "prev_close"),
-    ("bid_price", "float8[]", "bid_price"),
-    ("bid_qty", "int8[]", "bid_qty"),
-    ("bid_orders", "int4[]", "bid_orders"),
-    ("ask_price", "float8[]", "ask_price"),
-    ("ask_qty", "int8[]", "ask_qty"),
-    ("ask_orders", "int4[]", "ask_orders"),
-    ("change", "float8", "change"),
-    ("change_pct", "float8", "change_pct"),
-    ("spread", "float8", "spread"),
-    ("spread_bps", "float8", "spread_bps"),
-    ("mid", "float8", "mid"),
-    ("micro_price", "float8", "micro_price"),
-    ("imbalance", "float8", "imbalance"),
-    ("book_imbalance", "float8", "book_imbalance"),
-]
-COLUMNS = [c for c, _, _ in _COLUMNS]
-_TYPES = [t for _, t, _ in _COLUMNS]
-_ATTRS = [a for _, _, a in _COLUMNS]
-_DEPTH = {i for i, t in enumerate(_TYPES) if t.endswith("[]")}
+# Tick field -> (column, postgres type for binary COPY), in Tick's field order, so that a row is
+# just `astuple(tick)`: building rows attribute by attribute cost more than the COPY itself.
+_COLUMN_OF_FIELD: dict[str, tuple[str, str]] = {
+    "tick_id": ("tick_id", "uuid"),
+    "source": ("source", "text"),
+    "segment": ("segment", "text"),
+    "security_id": ("security_id", "int8"),
+    "exchange_ts": ("time", "timestamptz"),
+    "receive_ts": ("receive_time", "timestamptz"),
+    "time_source": ("time_source", "text"),
+    "packet": ("packet", "text"),
+    "ltp": ("ltp", "float8"),
+    "ltq": ("ltq", "int4"),
+    "atp": ("atp", "float8"),
+    "volume": ("volume", "int8"),
+    "total_buy_qty": ("total_buy_qty", "int8"),
+    "total_sell_qty": ("total_sell_qty", "int8"),
+    "oi": ("oi", "int8"),
+    "oi_day_high": ("oi_day_high", "int8"),
+    "oi_day_low": ("oi_day_low", "int8"),
+    "open": ("open", "float8"),
+    "high": ("high", "float8"),
+    "low": ("low", "float8"),
+    "close": ("close", "float8"),
+    "prev_close": ("prev_close", "float8"),
+    "bid_price": ("bid_price", "float8[]"),
+    "bid_qty": ("bid_qty", "int8[]"),
+    "bid_orders": ("bid_orders", "int4[]"),
+    "ask_price": ("ask_price", "float8[]"),
+    "ask_qty": ("ask_qty", "int8[]"),
+    "ask_orders": ("ask_orders", "int4[]"),
+    "instrument_id": ("instrument_id", "int8"),
+    "change": ("change", "float8"),
+    "change_pct": ("change_pct", "float8"),
+    "spread": ("spread", "float8"),
+    "spread_bps": ("spread_bps", "float8"),
+    "mid": ("mid", "float8"),
+    "micro_price": ("micro_price", "float8"),
+    "imbalance": ("imbalance", "float8"),
+    "book_imbalance": ("book_imbalance", "float8"),
+}
+assert tuple(_COLUMN_OF_FIELD) == Tick.__struct_fields__, "keep the mapping in Tick's field order"
+COLUMNS = [c for c, _ in _COLUMN_OF_FIELD.values()]
+_TYPES = [t for _, t in _COLUMN_OF_FIELD.values()]
+_DEPTH = [i for i, t in enumerate(_TYPES) if t.endswith("[]")]
 
 _COLUMN_LIST = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 _COPY_TICKS = sql.SQL("copy ticks ({}) from stdin (format binary)").format(_COLUMN_LIST)
@@ -136,10 +139,10 @@ def latest_rows(ticks: Sequence[Tick]) -> list[tuple[Any, ...]]:
 
 def tick_row(tick: Tick) -> list[Any]:
     """The tick as a row in COLUMNS order; an empty depth side is stored as NULL."""
-    row = [getattr(tick, a) for a in _ATTRS]
+    row = list(astuple(tick))
     for i in _DEPTH:
-        # psycopg's binary array dumper takes lists, not the tick's tuples.
-        row[i] = list(row[i]) if row[i] else None
+        if not row[i]:
+            row[i] = None
     return row
 
 
@@ -155,6 +158,7 @@ class TickWriter:
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
                 self._conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=10)
+                arrays.register(self._conn)
             except psycopg.OperationalError as e:
                 raise StorageError(f"cannot connect to {redact_url(self._url)}: {e}") from e
         return self._conn
