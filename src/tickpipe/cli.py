@@ -94,19 +94,22 @@ def ingest() -> None:
     "count",
     type=click.IntRange(1, 64),
     default=None,
-    help="Consumers in this process (default: WORKER_COUNT).",
+    help="Worker processes (default: WORKER_COUNT).",
 )
 @_reads(DatabaseSettings, AmqpSettings, WorkerSettings)
 def work(count: int | None) -> None:
-    """Drain the ticks queue into the hypertable with batch-insert workers."""
+    """Drain the ticks queue into the hypertable with batch-insert worker processes.
+
+    One process per worker measured faster than tasks sharing a process (scripts/bench/bench_workers.py).
+    """
+    from tickpipe.supervisor import Child, Supervisor
     from tickpipe_workers import run_workers
 
     db, amqp, settings = load(DatabaseSettings), load(AmqpSettings), load(WorkerSettings)
-    _run_async(
-        lambda stop: run_workers(
-            count or settings.count, db.database_url, amqp.amqp_url, Topology(amqp.amqp_prefix), settings, stop
-        )
-    )
+    count = count or settings.count
+    if count > 1:
+        sys.exit(Supervisor([Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]).run())
+    _run_async(lambda stop: run_workers(1, db.database_url, amqp.amqp_url, Topology(amqp.amqp_prefix), settings, stop))
 
 
 @cli.command()
