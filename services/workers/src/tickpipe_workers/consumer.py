@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import Counter
 
@@ -40,7 +41,7 @@ class Worker:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._dead: AbstractExchange | None = None
         self.counters: Counter[str] = Counter()
-        self.log = get_logger("worker", worker=worker_id)
+        self.log = get_logger("worker", worker=worker_id, pid=os.getpid())
 
     @property
     def prefetch(self) -> int:
