@@ -65,16 +65,19 @@ AUTH_DISCONNECT_CODES = frozenset({807, 808, 809, 810})
 # LTT is India wall-clock time encoded as if it were UTC epoch seconds.
 IST_OFFSET_SECONDS = 19800
 
+# Integer fields are read unsigned, as the official SDK does: they are quantities, counts and times
+# that are never negative, and a signed i16 LTQ would turn a 40,000-unit trade negative. (The docs
+# call them signed; on every value below 2**15 or 2**31 the two readings agree.)
 HEADER = struct.Struct("<BHBI")  # code, packet length (header included), segment, security id
-TICKER_PACKET = struct.Struct("<BHBIfi")  # + LTP, LTT
-QUOTE_PACKET = struct.Struct("<BHBIfhifiiiffff")  # + LTP LTQ LTT ATP volume sell buy open close high low
-OI_PACKET = struct.Struct("<BHBIi")  # + OI
-PREV_CLOSE_PACKET = struct.Struct("<BHBIfi")  # + previous close, previous-day OI
-DISCONNECT_PACKET = struct.Struct("<BHBIh")  # + reason
+TICKER_PACKET = struct.Struct("<BHBIfI")  # + LTP, LTT
+QUOTE_PACKET = struct.Struct("<BHBIfHIfIIIffff")  # + LTP LTQ LTT ATP volume sell buy open close high low
+OI_PACKET = struct.Struct("<BHBII")  # + OI
+PREV_CLOSE_PACKET = struct.Struct("<BHBIfI")  # + previous close, previous-day OI
+DISCONNECT_PACKET = struct.Struct("<BHBIH")  # + reason
 DEPTH_LEVEL = struct.Struct("<IIHHff")  # bid qty, ask qty, bid orders, ask orders, bid price, ask price
 DEPTH_LEVELS = 5
 # + LTP LTQ LTT ATP volume sell buy OI OI-high OI-low open close high low, then 5 depth levels.
-FULL_PACKET = struct.Struct("<BHBIfhifiiiiiiffff" + "IIHHff" * DEPTH_LEVELS)
+FULL_PACKET = struct.Struct("<BHBIfHIfIIIIIIffff" + "IIHHff" * DEPTH_LEVELS)
 
 # Packet lengths each code must have; INDEX and MARKET_STATUS are undocumented (at least a header).
 LENGTHS = {
