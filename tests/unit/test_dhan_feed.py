@@ -1,0 +1,92 @@
+"""The Dhan feed over real sockets: secrets stay out of logs, auth disconnects stop, limits hold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+from pydantic import SecretStr
+from structlog.testing import capture_logs
+
+from tickpipe_core import ConfigError, FeedAuthError
+from tickpipe_ingestion.dhan import wire
+from tickpipe_ingestion.dhan.feed import DhanFeed, shard, subscribe_messages
+from tickpipe_ingestion.feed import Backoff
+
+TOKEN = "eyJ-known-secret-token-1234567890"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_token_appears_in_no_log_line_around_a_failed_connection() -> None:
+    feed = DhanFeed(
+        base_url=f"ws://127.0.0.1:{_closed_port()}",
+        client_id="1000",
+        token=SecretStr(TOKEN),
+        mode="full",
+        instruments=[("NSE_FNO", 1)],
+        sink=lambda ticks: None,
+    )
+    for conn in feed.connections:
+        conn.backoff = Backoff(base=0.01, cap=0.02)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(feed.run())
+        await asyncio.sleep(0.3)
+        feed.stop()
+        await task
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    assert any(e["event"] == "feed_disconnected" for e in logs)
+    text = json.dumps(logs, default=str)
+    assert TOKEN not in text
+    assert "token=***" in text or "?***" in text  # the URL is logged, redacted
+
+
+def test_auth_disconnect_stops_the_feed_with_one_clear_error_and_no_token() -> None:
+    from websockets.asyncio.server import serve
+
+    async def reject(ws):  # type: ignore[no-untyped-def]
+        await ws.send(wire.DISCONNECT_PACKET.pack(wire.DISCONNECT, 10, 0, 0, 807))
+        await asyncio.sleep(1)
+
+    async def scenario() -> None:
+        async with serve(reject, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            feed = DhanFeed(
+                base_url=f"ws://127.0.0.1:{port}",
+                client_id="1000",
+                token=SecretStr(TOKEN),
+                mode="full",
+                instruments=[("NSE_FNO", 1)],
+                sink=lambda ticks: None,
+            )
+            await feed.run()
+
+    with capture_logs() as logs, pytest.raises(ExceptionGroup) as group:
+        asyncio.run(scenario())
+    (error,) = group.value.exceptions
+    assert isinstance(error, FeedAuthError)
+    assert "807 (access token expired)" in str(error)
+    assert TOKEN not in json.dumps(logs, default=str) + str(error)
+
+
+def test_subscriptions_are_chunked_by_100_and_sharded_by_5000() -> None:
+    instruments = [("NSE_FNO", i) for i in range(12_345)]
+    parts = shard(instruments)
+    assert [len(p) for p in parts] == [5000, 5000, 2345]
+    messages = subscribe_messages("quote", parts[2])
+    assert len(messages) == 24
+    first = json.loads(messages[0])
+    assert first["RequestCode"] == 17
+    assert first["InstrumentCount"] == 100
+    assert first["InstrumentList"][0] == {"ExchangeSegment": "NSE_FNO", "SecurityId": "10000"}
+    with pytest.raises(ConfigError, match="25000"):
+        shard([("NSE_FNO", i) for i in range(25_001)])
