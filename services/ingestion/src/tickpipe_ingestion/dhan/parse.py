@@ -42,6 +42,7 @@ class DhanDecoder:
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
         self._state: dict[tuple[int, int], _InstrumentState] = {}
+        self._last_ltt, self._last_ts = 0, datetime.fromtimestamp(0, UTC)
         self._handlers: dict[int, Callable[[bytes, wire.Packet, datetime, DecodedFrame], None]] = {
             wire.TICKER: self._ticker,
             wire.INDEX: self._index,
@@ -90,7 +91,11 @@ class DhanDecoder:
 
     def _times(self, ltt: int, receive_ts: datetime) -> tuple[datetime, TimeSource]:
         if ltt > 0:
-            return datetime.fromtimestamp(ltt - wire.IST_OFFSET_SECONDS, UTC), "exchange"
+            # LTT has one-second resolution and runs of ticks share it: convert each second once.
+            if ltt != self._last_ltt:
+                self._last_ltt = ltt
+                self._last_ts = datetime.fromtimestamp(ltt - wire.IST_OFFSET_SECONDS, UTC)
+            return self._last_ts, "exchange"
         return receive_ts, "receive"
 
     def _ticker(self, frame: bytes, p: wire.Packet, receive_ts: datetime, out: DecodedFrame) -> None:
