@@ -23,8 +23,12 @@ from tickpipe_workers import Worker, run_workers
 pytestmark = pytest.mark.integration
 
 
-def _bodies(messages: int, per_message: int) -> list[bytes]:
-    return [encode_batch([make_tick(security_id=m * 1000 + j) for j in range(per_message)]) for m in range(messages)]
+def _bodies(messages: int, per_message: int, start: int = 0) -> list[bytes]:
+    """Messages of distinct ticks; `start` shifts the ids so a second call adds new ticks."""
+    return [
+        encode_batch([make_tick(security_id=m * 1000 + j) for j in range(per_message)])
+        for m in range(start, start + messages)
+    ]
 
 
 class _Crash(Exception):
@@ -124,7 +128,7 @@ def test_database_outage_mid_stream_loses_and_duplicates_nothing(
         while _count(url) == 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         scratch_postgres.stop(mode="immediate")
-        await _publish(amqp_url, topology, _bodies_offset(first, second, per_message))
+        await _publish(amqp_url, topology, _bodies(second, per_message, start=first))
         await asyncio.sleep(2)  # the worker meets the outage, keeps its batch and retries
         assert not task.done()
         scratch_postgres.start()
@@ -140,10 +144,3 @@ def test_database_outage_mid_stream_loses_and_duplicates_nothing(
     asyncio.run(scenario())
     with psycopg.connect(url) as conn:
         assert conn.execute("select count(*), count(distinct tick_id) from ticks").fetchone() == (total, total)
-
-
-def _bodies_offset(start: int, messages: int, per_message: int) -> list[bytes]:
-    return [
-        encode_batch([make_tick(security_id=m * 1000 + j) for j in range(per_message)])
-        for m in range(start, start + messages)
-    ]
