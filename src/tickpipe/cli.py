@@ -185,6 +185,7 @@ def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool
     """
     from tickpipe.supervisor import Child, Supervisor
     from tickpipe_core.migrate import migrate as apply
+    from tickpipe_ingestion.simulator.market import make_instruments
 
     apply(load(DatabaseSettings).database_url)
     children = []
@@ -202,7 +203,8 @@ def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool
             "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",
             "DHAN_CLIENT_ID": "simulator",
             "DHAN_ACCESS_TOKEN": "simulator-token",
-            "DHAN_INSTRUMENTS": ",".join(f"NSE_FNO:{40000 + i}" for i in range(instruments)),
+            # The same instruments the simulator child builds from --instruments.
+            "DHAN_INSTRUMENTS": ",".join(f"{i.segment}:{i.security_id}" for i in make_instruments(instruments)),
         }
     else:
         load(DhanSettings).credentials()  # fail now, not in a restarting child

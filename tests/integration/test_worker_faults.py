@@ -47,13 +47,18 @@ async def _drain(database_url: str, amqp_url: str, topology: Topology, total: in
     task = asyncio.create_task(
         run_workers(2, database_url, amqp_url, topology, WorkerSettings(batch_rows=500, batch_timeout_s=0.2), stop)
     )
+    await _until_drained(database_url, amqp_url, topology, total, timeout)
+    stop.set()
+    await task
+
+
+async def _until_drained(database_url: str, amqp_url: str, topology: Topology, total: int, timeout: float) -> None:
+    """Wait until `total` rows are stored and the ticks queue is empty (or the timeout passes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _count(database_url) >= total and (await _queue_depths(amqp_url, topology))[0] == 0:
-            break
+            return
         await asyncio.sleep(0.2)
-    stop.set()
-    await task
 
 
 def test_redelivery_after_a_crash_between_commit_and_ack_stores_each_tick_once(
@@ -132,11 +137,7 @@ def test_database_outage_mid_stream_loses_and_duplicates_nothing(
         await asyncio.sleep(2)  # the worker meets the outage, keeps its batch and retries
         assert not task.done()
         scratch_postgres.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if _count(url) >= total and (await _queue_depths(amqp_url, topology))[0] == 0:
-                break
-            await asyncio.sleep(0.2)
+        await _until_drained(url, amqp_url, topology, total, 60)
         stop.set()
         await task
         assert worker.counters["write_failures"] > 0  # the outage was really met
