@@ -7,6 +7,7 @@ import inspect
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -77,15 +78,40 @@ def migrate() -> None:
     click.echo(f"applied {len(applied)} migration(s)", err=True)
 
 
+_CAPTURE = click.Path(dir_okay=False, path_type=Path)
+
+
 @cli.command()
+@click.option("--record", type=_CAPTURE, default=None, help="Also write every raw frame to this capture file.")
 @_reads(SourceSettings, DhanSettings, AmqpSettings, IngestSettings)
-def ingest() -> None:
+def ingest(record: Path | None) -> None:
     """Connect to the broker feed named by DATA_SOURCE and publish every tick to RabbitMQ."""
     from tickpipe_ingestion import run_ingest
 
     source, dhan = load(SourceSettings), load(DhanSettings)
-    amqp, ingest_settings = load(AmqpSettings), load(IngestSettings)
-    _run_async(lambda stop: run_ingest(source=source, dhan=dhan, amqp=amqp, ingest=ingest_settings, stop=stop))
+    amqp, settings = load(AmqpSettings), load(IngestSettings)
+    _run_async(lambda stop: run_ingest(source=source, dhan=dhan, amqp=amqp, ingest=settings, stop=stop, record=record))
+
+
+@cli.command()
+@click.argument("path", type=_CAPTURE)
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop after N seconds.")
+@_reads(SourceSettings, DhanSettings, IngestSettings)
+def record(path: Path, duration: float | None) -> None:
+    """Record the live feed's raw frames with their receive times to PATH (.gz compresses).
+
+    Nothing is published. Serve the file back with `tickpipe simulate --replay PATH`.
+    """
+    from tickpipe_ingestion.service import run_record
+
+    source, dhan, settings = load(SourceSettings), load(DhanSettings), load(IngestSettings)
+
+    async def main(stop: asyncio.Event) -> None:
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        await run_record(source=source, dhan=dhan, ingest=settings, path=path, stop=stop)
+
+    _run_async(main)
 
 
 @cli.command()
@@ -130,19 +156,53 @@ def work(count: int | None) -> None:
     "--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True, help="Ticks per second per connection."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the market.")
-def simulate(source: str, host: str, port: int, count: int, rate: float, seed: int) -> None:
-    """Serve a simulated exchange over the broker's real WebSocket protocol."""
-    from tickpipe_ingestion.simulator.dhan import DhanSimulator
+@click.option(
+    "--packets-per-frame", type=click.IntRange(1, 100), default=4, show_default=True, help="Most packets in a frame."
+)
+@click.option(
+    "--full-every",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="In quote mode, every Nth packet is a full packet (0: never).",
+)
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Serve this capture.")
+@click.option(
+    "--speed", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Replay speed (0: flat out)."
+)
+def simulate(
+    source: str,
+    host: str,
+    port: int,
+    count: int,
+    rate: float,
+    seed: int,
+    packets_per_frame: int,
+    full_every: int,
+    replay: Path | None,
+    speed: float,
+) -> None:
+    """Serve a simulated exchange, or a recorded capture, over the broker's real WebSocket protocol."""
+    from tickpipe_ingestion.capture import read_frames, read_header
+    from tickpipe_ingestion.simulator.dhan import DhanReplay, DhanSimulator
     from tickpipe_ingestion.simulator.market import make_instruments
 
-    simulator = DhanSimulator(make_instruments(count, seed), rate)
+    server_of: DhanReplay | DhanSimulator
+    if replay is not None:
+        recorded = read_header(replay).get("source")
+        if recorded != source:
+            raise click.UsageError(f"{replay} was recorded from {recorded!r}, not {source!r}")
+        server_of = DhanReplay(list(read_frames(replay)), speed)
+    else:
+        instruments = make_instruments(count, seed)
+        server_of = DhanSimulator(instruments, rate, packets_per_frame=packets_per_frame, full_every=full_every)
 
     async def main(stop: asyncio.Event) -> None:
-        async with simulator.serving(host, port) as server:
+        async with server_of.serving(host, port) as server:
             bound = server.sockets[0].getsockname()[1] if server.sockets else port
-            log.info("simulator_listening", source=source, url=f"ws://{host}:{bound}", instruments=count, rate=rate)
+            log.info("simulator_listening", source=source, url=f"ws://{host}:{bound}", replay=str(replay))
             await stop.wait()
-        log.info("simulator_stopped", ticks_sent=simulator.ticks_sent, connections=simulator.connections)
+        log.info("simulator_stopped", connections=server_of.connections)
 
     _run_async(main)
 
@@ -202,6 +262,7 @@ def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool
             "DATA_SOURCE": "dhan",
             "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",
             "DHAN_CLIENT_ID": "simulator",
+            "INGEST_MARKET_HOURS": "always",  # the simulated market never closes
             "DHAN_ACCESS_TOKEN": "simulator-token",
             # The same instruments the simulator child builds from --instruments.
             "DHAN_INSTRUMENTS": ",".join(f"{i.segment}:{i.security_id}" for i in make_instruments(instruments)),

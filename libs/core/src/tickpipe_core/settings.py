@@ -114,6 +114,15 @@ class IngestSettings(_Settings):
     max_ticks_per_message: int = Field(500, ge=1, le=100_000, description="Ticks per AMQP message, at most.")
     linger_ms: float = Field(20, ge=0, le=10_000, description="How long a partial message may wait.")
     buffer_ticks: int = Field(2_000_000, ge=1000, description="Ticks held in memory while RabbitMQ is unreachable.")
+    silence_timeout_s: float = Field(
+        30, ge=0, description="Reconnect a feed connection silent this long while the market is open (0: never)."
+    )
+    market_hours: Literal["nse", "mcx", "always"] = Field(
+        "nse", description="Whose trading hours (IST, weekdays) arm the silence watchdog; always: any time."
+    )
+    holidays_file: Path | None = Field(
+        None, description="Exchange holidays, one YYYY-MM-DD per line: the watchdog rests on them."
+    )
 
 
 class WorkerSettings(_Settings):

@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tickpipe_core import FeedAuthError, FeedError, get_logger, redact
 from tickpipe_core.settings import redact_url
+from tickpipe_ingestion.market_hours import MarketHours
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,17 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+@dataclass(frozen=True)
+class Watchdog:
+    """Reconnect a connection silent for `silence_s` seconds, but only while the market is open."""
+
+    silence_s: float | None = 30.0
+    hours: MarketHours = field(default_factory=lambda: MarketHours("always"))
+
+    def fires(self) -> bool:
+        return self.silence_s is not None and self.hours.is_open()
 
 
 # Handles one frame from the server; raises FeedError to reconnect, FeedAuthError to stop.
@@ -45,8 +57,7 @@ class FeedConnection:
     subscribe_messages: Callable[[], Sequence[str]]
     on_frame: FrameHandler
     backoff: Backoff = Backoff()
-    silence_timeout: float | None = 30.0
-    """Reconnect when no frame arrives for this long (None: never). Set it per market hours."""
+    watchdog: Watchdog = field(default_factory=Watchdog)
     min_backoff_after: Callable[[], float] = lambda: 0.0
     """A floor for the next backoff the handler may raise (e.g. after a rate-limit disconnect)."""
 
@@ -77,8 +88,14 @@ class FeedConnection:
                         await ws.send(message)
                     self.log.info("feed_connected", connects=self.connects)
                     while not self._stopping.is_set():
-                        async with asyncio.timeout(self.silence_timeout):
-                            frame = await ws.recv()
+                        try:
+                            async with asyncio.timeout(self.watchdog.silence_s):
+                                frame = await ws.recv()
+                        except TimeoutError:
+                            if not self.watchdog.fires():
+                                continue  # quiet outside market hours is normal
+                            self.log.warning("feed_silent", seconds=self.watchdog.silence_s)
+                            break
                         if not got_data:
                             got_data, attempt = True, 0  # data flows again: reset the backoff
                         self.frames += 1
@@ -86,8 +103,6 @@ class FeedConnection:
             except FeedAuthError as e:
                 self.log.error("feed_stopped", reason=str(e))
                 raise
-            except TimeoutError:
-                self.log.warning("feed_silent", seconds=self.silence_timeout)
             except (OSError, websockets.exceptions.WebSocketException, FeedError) as e:
                 if self._stopping.is_set():
                     break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -14,12 +15,13 @@ from tickpipe_core import ConfigError, FeedAuthError, FeedError, Tick, get_logge
 from tickpipe_core.settings import DhanFeedMode
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.parse import DhanDecoder
-from tickpipe_ingestion.feed import FeedConnection, FrameHandler
+from tickpipe_ingestion.feed import FeedConnection, FrameHandler, Watchdog
 
 log = get_logger("dhan.feed")
 
 Instrument = tuple[str, int]  # (exchange segment name, security id)
-RATE_LIMIT_BACKOFF_S = 60.0  # after 805 the broker wants fewer connections/requests, not a quick retry
+# Called with (receive time, connection index, frame) for every frame, before decoding.
+Recorder = Callable[[float, int, bytes | str], None]
 
 
 def feed_url(base: str, client_id: str, token: SecretStr) -> str:
@@ -77,11 +79,16 @@ class DhanFeed:
         mode: DhanFeedMode,
         instruments: Sequence[Instrument],
         sink: Callable[[list[Tick]], None],
-        silence_timeout: float | None = 30.0,
+        watchdog: Watchdog | None = None,
+        recorder: Recorder | None = None,
+        rate_limit_backoff_s: float = 60.0,
     ) -> None:
+        """`rate_limit_backoff_s`: after 805 the broker wants fewer connections, not a quick retry."""
         register_secret(token.get_secret_value())
         self.decoder = DhanDecoder()
         self._sink = sink
+        self._recorder = recorder
+        self._rate_limit_backoff_s = rate_limit_backoff_s
         self._rate_limited_until = 0.0
         url = feed_url(base_url, client_id, token)
         self.connections = [
@@ -90,7 +97,7 @@ class DhanFeed:
                 url=url,
                 subscribe_messages=lambda part=part: subscribe_messages(mode, part),  # type: ignore[misc]
                 on_frame=self._make_handler(i, len(part)),
-                silence_timeout=silence_timeout,
+                watchdog=watchdog or Watchdog(),
                 min_backoff_after=self._min_backoff,
             )
             for i, part in enumerate(shard(instruments))
@@ -101,10 +108,13 @@ class DhanFeed:
 
     def _make_handler(self, index: int, subscribed: int) -> FrameHandler:
         async def on_frame(frame: bytes | str) -> None:
+            now = time.time()
+            if self._recorder is not None:
+                self._recorder(now, index, frame)
             if isinstance(frame, str):
                 log.info("dhan_text_frame", connection=index, text=frame[:500])
                 return
-            decoded = self.decoder.decode(frame, datetime.now(UTC))
+            decoded = self.decoder.decode(frame, datetime.fromtimestamp(now, UTC))
             if decoded.ticks:
                 self._sink(decoded.ticks)
             if decoded.market_status:
@@ -120,7 +130,7 @@ class DhanFeed:
         if code in wire.AUTH_DISCONNECT_CODES:
             raise FeedAuthError(f"Dhan disconnected with {code} ({reason}): fix the credentials and restart")
         if code == 805:
-            self._rate_limited_until = asyncio.get_running_loop().time() + RATE_LIMIT_BACKOFF_S
+            self._rate_limited_until = asyncio.get_running_loop().time() + self._rate_limit_backoff_s
         detail = f"; this connection asked for {subscribed} instruments" if code == 804 else ""
         raise FeedError(f"Dhan disconnected with {code} ({reason}){detail}")
 

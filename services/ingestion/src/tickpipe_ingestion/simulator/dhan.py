@@ -1,7 +1,11 @@
 """A Dhan v2 exchange simulator: a real WebSocket server speaking the binary feed protocol.
 
-It accepts the subscribe JSON, answers with a previous-close packet per new instrument and then
-streams full packets for the subscribed instruments at `rate` ticks per second per connection.
+It accepts the subscribe JSON and answers each new instrument with a previous-close packet, then
+streams packets in the subscribed mode: ticker packets, quote packets with an OI packet now and
+then (and, with `full_every`, an occasional full packet, as Dhan sends to overlapping
+subscriptions), or full packets. Frames hold one to `packets_per_frame` packets. Tests script
+faults on every live connection: `disconnect(code)`, `silence(seconds)`, `drop()`, `inject(bytes)`.
+`DhanReplay` serves a capture file back instead of a random market.
 """
 
 from __future__ import annotations
@@ -9,22 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, cast
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe_core import get_logger
+from tickpipe_ingestion.capture import CapturedFrame
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.simulator.market import Quote, SimInstrument
 
 log = get_logger("simulator.dhan")
 
-_SUBSCRIBE = {15, 17, 21}
-_UNSUBSCRIBE = {16, 18, 22}
+Mode = Literal["ticker", "quote", "full"]
+_MODES: dict[int, Mode] = {code: cast(Mode, mode) for mode, (code, _) in wire.REQUEST_CODES.items()}
+_UNSUBSCRIBE = {unsub for _, unsub in wire.REQUEST_CODES.values()}
+OI_EVERY = 10  # in quote mode, an OI packet follows every 10th quote of an instrument
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class SentTick:
 
     quote: Quote
     ltt: int  # India wall-clock as epoch seconds, as Dhan sends it
+    packet: Mode
 
 
 def encode_full(q: Quote, ltt: int) -> bytes:
@@ -62,6 +72,36 @@ def encode_full(q: Quote, ltt: int) -> bytes:
     )
 
 
+def encode_quote(q: Quote, ltt: int) -> bytes:
+    return wire.QUOTE_PACKET.pack(
+        wire.QUOTE,
+        wire.QUOTE_PACKET.size,
+        wire.SEGMENT_CODES[q.segment],
+        q.security_id,
+        q.ltp,
+        q.ltq,
+        ltt,
+        q.atp,
+        q.volume,
+        q.total_sell_qty,
+        q.total_buy_qty,
+        q.open,
+        q.close,
+        q.high,
+        q.low,
+    )
+
+
+def encode_ticker(q: Quote, ltt: int) -> bytes:
+    return wire.TICKER_PACKET.pack(
+        wire.TICKER, wire.TICKER_PACKET.size, wire.SEGMENT_CODES[q.segment], q.security_id, q.ltp, ltt
+    )
+
+
+def encode_oi(q: Quote) -> bytes:
+    return wire.OI_PACKET.pack(wire.OI, wire.OI_PACKET.size, wire.SEGMENT_CODES[q.segment], q.security_id, q.oi)
+
+
 def encode_prev_close(inst: SimInstrument) -> bytes:
     return wire.PREV_CLOSE_PACKET.pack(
         wire.PREV_CLOSE,
@@ -71,6 +111,36 @@ def encode_prev_close(inst: SimInstrument) -> bytes:
         inst.prev_close,
         inst.oi,
     )
+
+
+def encode_disconnect(code: int) -> bytes:
+    return wire.DISCONNECT_PACKET.pack(wire.DISCONNECT, wire.DISCONNECT_PACKET.size, 0, 0, code)
+
+
+_ENCODERS: dict[Mode, Callable[[Quote, int], bytes]] = {
+    "ticker": encode_ticker,
+    "quote": encode_quote,
+    "full": encode_full,
+}
+
+
+def _authorized(ws: ServerConnection) -> bool:
+    query = parse_qs(urlsplit(ws.request.path if ws.request else "").query)
+    return bool(query.get("token") and query.get("clientId"))
+
+
+async def _reject(ws: ServerConnection) -> None:
+    await ws.send(encode_disconnect(808))  # authentication failed
+    await ws.close()
+
+
+@dataclass(eq=False)  # hashed by identity: sessions live in a set
+class _Session:
+    """One client connection: its subscriptions and their modes."""
+
+    ws: ServerConnection
+    subscribed: dict[tuple[str, int], tuple[SimInstrument, Mode]] = field(default_factory=dict)
+    quotes_sent: int = 0
 
 
 class DhanSimulator:
@@ -83,15 +153,23 @@ class DhanSimulator:
         *,
         max_ticks: int | None = None,
         record: bool = False,
+        packets_per_frame: int = 1,
+        full_every: int = 0,
+        seed: int = 0,
     ) -> None:
         self.instruments = {(i.segment, i.security_id): i for i in instruments}
         self.rate = rate
         self.max_ticks = max_ticks
         self.record = record
+        self.packets_per_frame = packets_per_frame
+        self.full_every = full_every
+        self._rng = random.Random(seed)
         self.sent: list[SentTick] = []
         self.ticks_sent = 0
         self.connections = 0
         self.requests: list[dict[str, object]] = []
+        self._sessions: set[_Session] = set()
+        self._silent_until = 0.0
 
     @contextlib.asynccontextmanager
     async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Server]:
@@ -103,28 +181,63 @@ class DhanSimulator:
     def done(self) -> bool:
         return self.max_ticks is not None and self.ticks_sent >= self.max_ticks
 
+    @property
+    def live(self) -> int:
+        """Connections currently open."""
+        return len(self._sessions)
+
+    # -- scripted faults, applied to every live connection ----------------------------------------
+
+    async def disconnect(self, code: int) -> None:
+        """Send a disconnect packet with `code`, then close, as Dhan does."""
+        await self._each(lambda s: s.ws.send(encode_disconnect(code)), close=True)
+
+    async def inject(self, frame: bytes) -> None:
+        """Send raw bytes as one binary frame (malformed packets, for instance)."""
+        await self._each(lambda s: s.ws.send(frame))
+
+    def silence(self, seconds: float) -> None:
+        """Stop sending anything for `seconds`, keeping the connections open."""
+        self._silent_until = time.monotonic() + seconds
+
+    async def drop(self) -> None:
+        """Close every connection abruptly: TCP closes with no WebSocket close frame (code 1006).
+
+        Frames already written are flushed first, as when a broker's process dies.
+        """
+        for s in list(self._sessions):
+            s.ws.transport.close()
+        await asyncio.sleep(0)
+
+    async def _each(self, action: Callable[[_Session], Awaitable[None]], *, close: bool = False) -> None:
+        for s in list(self._sessions):
+            with contextlib.suppress(ConnectionClosed):
+                await action(s)
+                if close:
+                    await s.ws.close()
+
+    # -- protocol ---------------------------------------------------------------------------------
+
     async def _handle(self, ws: ServerConnection) -> None:
-        query = parse_qs(urlsplit(ws.request.path if ws.request else "").query)
-        if not query.get("token") or not query.get("clientId"):
-            await ws.send(wire.DISCONNECT_PACKET.pack(wire.DISCONNECT, wire.DISCONNECT_PACKET.size, 0, 0, 808))
-            await ws.close()
+        if not _authorized(ws):
+            await _reject(ws)
             return
         self.connections += 1
-        subscribed: dict[tuple[str, int], SimInstrument] = {}
-        streamer = asyncio.create_task(self._stream(ws, subscribed))
+        session = _Session(ws)
+        self._sessions.add(session)
+        streamer = asyncio.create_task(self._stream(session))
         try:
             async for message in ws:
-                await self._on_request(ws, message, subscribed)
+                await self._on_request(session, message)
         except ConnectionClosed:
             pass
         finally:
+            self._sessions.discard(session)
             streamer.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await streamer
 
-    async def _on_request(
-        self, ws: ServerConnection, message: str | bytes, subscribed: dict[tuple[str, int], SimInstrument]
-    ) -> None:
+    async def _on_request(self, session: _Session, message: str | bytes) -> None:
         try:
             request = json.loads(message)
             code = int(request["RequestCode"])
@@ -133,40 +246,107 @@ class DhanSimulator:
             return
         self.requests.append(request)
         if code == wire.REQUEST_DISCONNECT:
-            await ws.close()
+            await session.ws.close()
             return
+        mode = _MODES.get(code)
         for item in request.get("InstrumentList", []):
             key = (str(item.get("ExchangeSegment")), int(item.get("SecurityId", -1)))
             inst = self.instruments.get(key)
             if inst is None:
                 continue
-            if code in _SUBSCRIBE and key not in subscribed:
-                subscribed[key] = inst
-                await ws.send(encode_prev_close(inst))
+            if mode is not None:
+                if key not in session.subscribed:
+                    await session.ws.send(encode_prev_close(inst))
+                session.subscribed[key] = (inst, mode)
             elif code in _UNSUBSCRIBE:
-                subscribed.pop(key, None)
+                session.subscribed.pop(key, None)
 
-    async def _stream(self, ws: ServerConnection, subscribed: dict[tuple[str, int], SimInstrument]) -> None:
+    async def _stream(self, session: _Session) -> None:
         loop = asyncio.get_running_loop()
         start, sent = loop.time(), 0
-        rng_pick = 0
+        pick = 0
         while True:
             due = int((loop.time() - start) * self.rate) - sent
-            if due <= 0 or not subscribed or self.done:
-                if not subscribed:
+            if due <= 0 or not session.subscribed or self.done or time.monotonic() < self._silent_until:
+                if not session.subscribed or time.monotonic() < self._silent_until:
                     start, sent = loop.time(), 0
                 await asyncio.sleep(min(0.01, 1 / self.rate))
                 continue
-            instruments = list(subscribed.values())
-            for _ in range(min(due, 5000)):
-                if self.done:
-                    break
-                inst = instruments[rng_pick % len(instruments)]
-                rng_pick += 1
-                quote = inst.step()
-                ltt = int(time.time()) + wire.IST_OFFSET_SECONDS
-                await ws.send(encode_full(quote, ltt))
-                self.ticks_sent += 1
-                sent += 1
-                if self.record:
-                    self.sent.append(SentTick(quote, ltt))
+            subscribed = list(session.subscribed.values())
+            budget = min(due, 5000)
+            while budget > 0 and not self.done:
+                packets: list[bytes] = []
+                for _ in range(min(budget, self._rng.randint(1, self.packets_per_frame))):
+                    if self.done:
+                        break
+                    inst, mode = subscribed[pick % len(subscribed)]
+                    pick += 1
+                    packets += self._packets(session, inst, mode)
+                    budget -= 1
+                    sent += 1
+                if packets:
+                    await session.ws.send(b"".join(packets))
+
+    def _packets(self, session: _Session, inst: SimInstrument, mode: Mode) -> list[bytes]:
+        """The packets of one simulated trade in `mode` (counted as one tick)."""
+        quote = inst.step()
+        ltt = int(time.time()) + wire.IST_OFFSET_SECONDS
+        packet: Mode = mode
+        extra: list[bytes] = []
+        if mode == "quote":
+            session.quotes_sent += 1
+            if self.full_every and session.quotes_sent % self.full_every == 0:
+                packet = "full"
+            elif session.quotes_sent % OI_EVERY == 0:
+                extra.append(encode_oi(quote))
+        self.ticks_sent += 1
+        if self.record:
+            self.sent.append(SentTick(quote, ltt, packet))
+        return [_ENCODERS[packet](quote, ltt), *extra]
+
+
+class DhanReplay:
+    """Serve captured frames back over Dhan's protocol, paced by their receive times / `speed`.
+
+    Each client connection, after its first subscribe message, gets the frames recorded on capture
+    connection (n mod recorded connections), n counting client connections from 0. `speed` 0
+    sends as fast as the socket takes them.
+    """
+
+    def __init__(self, frames: Sequence[CapturedFrame], speed: float = 1.0) -> None:
+        self._by_connection: dict[int, list[CapturedFrame]] = {}
+        for frame in frames:
+            self._by_connection.setdefault(frame.connection, []).append(frame)
+        self.speed = speed
+        self.connections = 0
+        self.frames_sent = 0
+        self.finished = asyncio.Event()
+        """Set when a connection has sent its whole share of the capture."""
+
+    @contextlib.asynccontextmanager
+    async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Server]:
+        async with serve(self._handle, host, port, max_size=2**20) as server:
+            yield server
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        if not _authorized(ws):
+            await _reject(ws)
+            return
+        keys = sorted(self._by_connection)
+        frames = self._by_connection[keys[self.connections % len(keys)]] if keys else []
+        self.connections += 1
+        with contextlib.suppress(ConnectionClosed):
+            await ws.recv()  # the first subscribe request starts the replay
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for frame in frames:
+                if self.speed > 0:
+                    delay = (frame.receive_time - frames[0].receive_time) / self.speed - (loop.time() - start)
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await ws.send(frame.data)
+                self.frames_sent += 1
+            log.info("replay_finished", frames=len(frames))
+            self.finished.set()
+            async for _ in ws:  # keep reading (later subscribe requests, the close) until the client leaves
+                pass
