@@ -13,31 +13,14 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from pydantic import SecretStr
 
+from tests.integration.pipeline import run_pipeline
 from tickpipe_core import Topology
-from tickpipe_core.settings import AmqpSettings, DhanSettings, IngestSettings, SourceSettings, WorkerSettings
-from tickpipe_ingestion import run_ingest
 from tickpipe_ingestion.dhan.wire import IST_OFFSET_SECONDS
 from tickpipe_ingestion.simulator.dhan import DhanSimulator
 from tickpipe_ingestion.simulator.market import f32, make_instruments
-from tickpipe_workers import run_workers
 
 pytestmark = pytest.mark.integration
-
-
-async def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def _count(url: str) -> int:
-    async with await psycopg.AsyncConnection.connect(url) as conn:
-        row = await (await conn.execute("select count(*) from ticks")).fetchone()
-        return int(row[0]) if row else 0
 
 
 def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
@@ -49,47 +32,15 @@ def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
 
     async def scenario() -> None:
         async with simulator.serving() as server:
-            port = server.sockets[0].getsockname()[1]
-            dhan = DhanSettings(
-                feed_url=f"ws://127.0.0.1:{port}",
-                client_id="e2e",
-                access_token=SecretStr("e2e-secret"),
-                instruments=",".join(f"{i.segment}:{i.security_id}" for i in instruments),
+            await run_pipeline(
+                feed_url=f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+                instruments=[(i.segment, i.security_id) for i in instruments],
+                database_url=database_url,
+                amqp_url=amqp_url,
+                topology=topology,
+                rows=total,
+                sent_all=lambda: simulator.done,
             )
-            stop_ingest, stop_work = asyncio.Event(), asyncio.Event()
-            ingest = asyncio.create_task(
-                run_ingest(
-                    source=SourceSettings(data_source="dhan"),
-                    dhan=dhan,
-                    amqp=AmqpSettings(amqp_url=amqp_url, amqp_prefix=topology.prefix),
-                    ingest=IngestSettings(max_ticks_per_message=200, linger_ms=5),
-                    stop=stop_ingest,
-                )
-            )
-            work = asyncio.create_task(
-                run_workers(
-                    2,
-                    database_url,
-                    amqp_url,
-                    topology,
-                    WorkerSettings(batch_rows=1000, batch_timeout_s=0.2),
-                    stop_work,
-                )
-            )
-
-            async def sent_all() -> bool:
-                assert not ingest.done(), ingest
-                return simulator.done
-
-            async def stored_all() -> bool:
-                return await _count(database_url) >= total
-
-            await _wait_for(sent_all, 60, "the simulator to send every tick")
-            await _wait_for(stored_all, 60, "every tick to be stored")
-            stop_ingest.set()
-            await ingest
-            stop_work.set()
-            await work
 
     asyncio.run(scenario())
 

@@ -109,12 +109,24 @@ class FrameError(NamedTuple):
     data: bytes
 
 
+def _resumes_at(frame: bytes, pos: int) -> bool:
+    """True when `pos` is the frame's end or starts a header whose code and length agree."""
+    if pos == len(frame):
+        return True
+    if pos + HEADER.size > len(frame):
+        return False
+    code, length, _, _ = HEADER.unpack_from(frame, pos)
+    return bool(LENGTHS.get(code) == length and pos + length <= len(frame))
+
+
 def walk(frame: bytes) -> Iterator[Packet | FrameError]:
     """Yield each packet of a frame by its length field; a bad packet yields a FrameError.
 
     The SDK reads only the first packet of a frame; we walk them all. A packet whose length
-    disagrees with its code is reported and skipped (its length field is still trusted to find the
-    next one); a truncated packet or a nonsense length ends the walk of that frame.
+    disagrees with its code is reported and skipped; the walk resumes after whichever of the two
+    lengths (the field's or the code's) lands on the frame's end or a well-formed header, so that
+    one corrupt length field does not take the good packets behind it along. A truncated packet or
+    a nonsense length ends the walk of that frame.
     """
     offset, end = 0, len(frame)
     while offset < end:
@@ -135,6 +147,8 @@ def walk(frame: bytes) -> Iterator[Packet | FrameError]:
                 offset,
                 frame[offset : offset + length],
             )
+            if not _resumes_at(frame, offset + length) and _resumes_at(frame, offset + expected):
+                length = expected
         else:
             yield Packet(code, length, segment, security_id, offset)
         offset += length

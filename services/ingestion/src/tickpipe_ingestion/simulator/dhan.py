@@ -275,34 +275,38 @@ class DhanSimulator:
             subscribed = list(session.subscribed.values())
             budget = min(due, 5000)
             while budget > 0 and not self.done:
+                n = min(budget, self._rng.randint(1, self.packets_per_frame))
+                if self.max_ticks is not None:
+                    n = min(n, self.max_ticks - self.ticks_sent)
                 packets: list[bytes] = []
-                for _ in range(min(budget, self._rng.randint(1, self.packets_per_frame))):
-                    if self.done:
-                        break
+                ticks: list[SentTick] = []
+                for _ in range(n):
                     inst, mode = subscribed[pick % len(subscribed)]
                     pick += 1
-                    packets += self._packets(session, inst, mode)
-                    budget -= 1
-                    sent += 1
-                if packets:
-                    await session.ws.send(b"".join(packets))
+                    self._packets(session, inst, mode, packets, ticks)
+                await session.ws.send(b"".join(packets))
+                # Counted once written: a frame that never left (closed socket) is not "sent".
+                self.ticks_sent += n
+                budget -= n
+                sent += n
+                if self.record:
+                    self.sent += ticks
 
-    def _packets(self, session: _Session, inst: SimInstrument, mode: Mode) -> list[bytes]:
-        """The packets of one simulated trade in `mode` (counted as one tick)."""
+    def _packets(
+        self, session: _Session, inst: SimInstrument, mode: Mode, packets: list[bytes], ticks: list[SentTick]
+    ) -> None:
+        """Append the packets of one simulated trade in `mode` (one tick, maybe an OI packet too)."""
         quote = inst.step()
         ltt = int(time.time()) + wire.IST_OFFSET_SECONDS
         packet: Mode = mode
-        extra: list[bytes] = []
         if mode == "quote":
             session.quotes_sent += 1
             if self.full_every and session.quotes_sent % self.full_every == 0:
                 packet = "full"
-            elif session.quotes_sent % OI_EVERY == 0:
-                extra.append(encode_oi(quote))
-        self.ticks_sent += 1
-        if self.record:
-            self.sent.append(SentTick(quote, ltt, packet))
-        return [_ENCODERS[packet](quote, ltt), *extra]
+        packets.append(_ENCODERS[packet](quote, ltt))
+        if packet == "quote" and session.quotes_sent % OI_EVERY == 0:
+            packets.append(encode_oi(quote))
+        ticks.append(SentTick(quote, ltt, packet))
 
 
 class DhanReplay:

@@ -1,0 +1,78 @@
+"""Run the real ingestion service and workers in-process against a broker feed URL, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import psycopg
+from pydantic import SecretStr
+
+from tickpipe_core import Topology
+from tickpipe_core.settings import AmqpSettings, DhanSettings, IngestSettings, SourceSettings, WorkerSettings
+from tickpipe_ingestion import run_ingest
+from tickpipe_workers import run_workers
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def count_rows(url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        row = await (await conn.execute("select count(*) from ticks")).fetchone()
+        return int(row[0]) if row else 0
+
+
+async def run_pipeline(
+    *,
+    feed_url: str,
+    instruments: list[tuple[str, int]],
+    database_url: str,
+    amqp_url: str,
+    topology: Topology,
+    rows: int,
+    sent_all: Callable[[], bool] = lambda: True,
+    record: Path | None = None,
+    timeout: float = 60,
+) -> None:
+    """Ingest from `feed_url` with 2 workers until `sent_all()` and `rows` rows are stored, then stop."""
+    dhan = DhanSettings(
+        feed_url=feed_url,
+        client_id="test",
+        access_token=SecretStr("test-secret"),
+        instruments=",".join(f"{seg}:{sid}" for seg, sid in instruments),
+    )
+    stop_ingest, stop_work = asyncio.Event(), asyncio.Event()
+    ingest = asyncio.create_task(
+        run_ingest(
+            source=SourceSettings(data_source="dhan"),
+            dhan=dhan,
+            amqp=AmqpSettings(amqp_url=amqp_url, amqp_prefix=topology.prefix),
+            ingest=IngestSettings(max_ticks_per_message=200, linger_ms=5, market_hours="always"),
+            stop=stop_ingest,
+            record=record,
+        )
+    )
+    worker_settings = WorkerSettings(batch_rows=1000, batch_timeout_s=0.2)
+    work = asyncio.create_task(run_workers(2, database_url, amqp_url, topology, worker_settings, stop_work))
+
+    async def all_sent() -> bool:
+        assert not ingest.done(), ingest
+        return sent_all()
+
+    async def all_stored() -> bool:
+        return await count_rows(database_url) >= rows
+
+    await wait_for(all_sent, timeout, "the feed to send everything")
+    await wait_for(all_stored, timeout, f"{rows} rows to be stored")
+    stop_ingest.set()
+    await ingest
+    stop_work.set()
+    await work

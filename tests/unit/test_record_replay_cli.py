@@ -1,0 +1,115 @@
+"""`tickpipe record` captures a live feed; `tickpipe simulate --replay` serves it back identically."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from tickpipe_core import Tick
+from tickpipe_ingestion.capture import read_frames, read_header
+from tickpipe_ingestion.dhan.feed import DhanFeed
+from tickpipe_ingestion.dhan.parse import DhanDecoder
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tickpipe(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tickpipe", *args],
+        env={**os.environ, "LOG_FORMAT": "json", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+def test_record_then_replay_reproduces_the_frames_and_ticks(tmp_path: Path) -> None:
+    port, replay_port = _free_port(), _free_port()
+    capture = tmp_path / "day.cap.gz"
+    simulator = _tickpipe("simulate", "--port", str(port), "--instruments", "3", "--rate", "300")
+    try:
+        _wait_listening(port)
+        recorder = _tickpipe(
+            "record",
+            str(capture),
+            "--duration",
+            "1.5",
+            env={
+                "DATA_SOURCE": "dhan",
+                "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",
+                "DHAN_CLIENT_ID": "1000",
+                "DHAN_ACCESS_TOKEN": "record-secret-token",
+                "DHAN_FEED_MODE": "quote",
+                "DHAN_INSTRUMENTS": "NSE_FNO:40000,NSE_FNO:40001,NSE_FNO:40002",
+            },
+        )
+        output, _ = recorder.communicate(timeout=30)
+        assert recorder.returncode == 0, output.decode()
+        assert b"record-secret-token" not in output
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
+
+    assert read_header(capture)["source"] == "dhan"
+    frames = list(read_frames(capture))
+    assert len(frames) > 50
+    expected_decoder = DhanDecoder()
+    expected = [
+        t
+        for f in frames
+        if isinstance(f.data, bytes)
+        for t in expected_decoder.decode(f.data, datetime.fromtimestamp(f.receive_time, UTC)).ticks
+    ]
+    assert {t.packet for t in expected} == {"quote", "full"}  # the simulator's quote-mode mix
+
+    server = _tickpipe("simulate", "--replay", str(capture), "--speed", "0", "--port", str(replay_port))
+    ticks: list[Tick] = []
+    try:
+        _wait_listening(replay_port)
+
+        async def consume() -> None:
+            feed = DhanFeed(
+                base_url=f"ws://127.0.0.1:{replay_port}",
+                client_id="1000",
+                token=SecretStr("t"),
+                mode="quote",
+                instruments=[("NSE_FNO", 40000)],
+                sink=ticks.extend,
+            )
+            task = asyncio.create_task(feed.run())
+            deadline = time.monotonic() + 15
+            while len(ticks) < len(expected) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            feed.stop()
+            await task
+
+        asyncio.run(consume())
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    def essence(t: Tick) -> tuple[object, ...]:
+        return (t.security_id, t.packet, t.exchange_ts, t.ltp, t.volume, t.oi, t.prev_close, t.bid_price)
+
+    assert [essence(t) for t in ticks] == [essence(t) for t in expected]
