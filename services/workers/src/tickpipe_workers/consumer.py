@@ -25,6 +25,7 @@ from tickpipe_workers.writer import TickWriter
 
 SUMMARY_INTERVAL_S = 10.0
 _MAX_RETRY_DELAY_S = 15.0
+_SUBSCRIBE_ATTEMPTS = 6
 
 
 class Worker:
@@ -50,13 +51,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then finish and ack the current batch and return."""
-        connection = await aio_pika.connect_robust(self._amqp_url)
+        connection, channel, queue, tag = await self._subscribe()
         try:
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=self.prefetch)
-            _, queue = await self._topology.declare(channel)
-            self._dead = await channel.get_exchange(self._topology.dead_exchange, ensure=False)
-            tag = await queue.consume(self._on_message)
             self.log.info("worker_started", queue=queue.name, prefetch=self.prefetch, amqp=redact_url(self._amqp_url))
             summary = asyncio.create_task(self._summarize())
             try:
@@ -73,6 +69,32 @@ class Worker:
             await self._writer.close()
             await connection.close()
             self.log.info("worker_stopped", **dict(self.counters))
+
+    async def _subscribe(
+        self,
+    ) -> tuple[aio_pika.abc.AbstractRobustConnection, AbstractChannel, aio_pika.abc.AbstractQueue, str]:
+        """Connect, declare the topology and start consuming, retrying on a fresh connection.
+
+        A consumer that races the declaration of a new quorum queue can be refused while the
+        queue's replica is still starting (RabbitMQ closes the connection with INTERNAL_ERROR,
+        `noproc`); a second try a moment later succeeds.
+        """
+        for attempt in range(_SUBSCRIBE_ATTEMPTS):
+            connection = await aio_pika.connect_robust(self._amqp_url)
+            try:
+                channel = await connection.channel()
+                await channel.set_qos(prefetch_count=self.prefetch)
+                _, queue = await self._topology.declare(channel)
+                self._dead = await channel.get_exchange(self._topology.dead_exchange, ensure=False)
+                return connection, channel, queue, await queue.consume(self._on_message)
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as e:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+                if attempt == _SUBSCRIBE_ATTEMPTS - 1:
+                    raise
+                self.log.warning("worker_subscribe_failed", attempt=attempt + 1, error=f"{type(e).__name__}: {e}")
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self._inbox.put_nowait(message)
