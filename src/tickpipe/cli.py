@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from tickpipe_core.settings import (
     DatabaseSettings,
     DhanSettings,
     IngestSettings,
+    InstrumentSettings,
     LogSettings,
     SourceSettings,
     WorkerSettings,
@@ -205,6 +206,70 @@ def simulate(
         log.info("simulator_stopped", connections=server_of.connections)
 
     _run_async(main)
+
+
+@cli.group()
+def instruments() -> None:
+    """The instrument master: sync the brokers' CSVs, select instruments by watchlist."""
+
+
+@instruments.command("sync")
+@click.option("--source", type=click.Choice(["dhan", "kite"]), required=True, help="Whose master it is.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A master on disk.")
+@click.option("--download", is_flag=True, help="Fetch the master (INSTRUMENTS_DHAN_URL / INSTRUMENTS_KITE_URL).")
+@click.option("--dry-run", is_flag=True, help="Print what would be added, changed and deactivated; write nothing.")
+@click.option(
+    "--max-deactivate",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Refuse a master that would unlist more than this share of the broker's listings.",
+)
+@_reads(DatabaseSettings, InstrumentSettings)
+def instruments_sync(source: str, path: Path | None, download: bool, dry_run: bool, max_deactivate: float) -> None:
+    """Load a broker's instrument master into the database in one transaction.
+
+    Bad rows are reported with their line number and skipped; a missing required column rejects the
+    whole file. Instruments the master no longer lists are marked inactive, never deleted.
+    """
+    from tickpipe_core.instruments import download_master, open_master, parse_master, sync_instruments
+
+    if (path is None) == (not download):
+        raise click.UsageError("give exactly one of --file PATH and --download")
+    db, settings = load(DatabaseSettings), load(InstrumentSettings)
+    if download:
+        url = settings.dhan_url if source == "dhan" else settings.kite_url
+        path = download_master(url, settings.cache_dir, f"{source}-master.csv").path
+    assert path is not None
+    tty = sys.stderr.isatty()
+    size = path.stat().st_size
+    with (
+        path.open("rb") as raw,
+        open_master(raw) as text,
+        click.progressbar(length=size, label="parsing", file=sys.stderr, hidden=not tty) as bar,
+    ):
+
+        def lines() -> Iterator[str]:
+            for n, line in enumerate(text):
+                if n % 20_000 == 0:
+                    bar.update(raw.tell() - bar.pos)  # compressed bytes read, for a .gz
+                yield line
+
+        master = parse_master(source, lines())  # type: ignore[arg-type]
+        bar.update(size - bar.pos)
+    for bad in master.bad[:100]:
+        click.echo(f"{path}:{bad.line}: skipped: {bad.reason}", err=True)
+    if len(master.bad) > 100:
+        click.echo(f"... and {len(master.bad) - 100} more bad rows", err=True)
+    with click.progressbar(length=len(master.rows), label="loading", file=sys.stderr, hidden=not tty) as bar:
+        report = sync_instruments(
+            db.database_url, master, dry_run=dry_run, max_deactivate=max_deactivate, progress=bar.update
+        )
+    if dry_run:
+        for kind, labels in report.samples.items():
+            for label in labels:
+                click.echo(f"would be {kind}: {label}")
+    click.echo(f"{report.summary()}; {len(master.bad)} bad rows skipped ({master.format}, {path.name})", err=True)
 
 
 @cli.command()

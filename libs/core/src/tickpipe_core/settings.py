@@ -106,6 +106,24 @@ class DhanSettings(_Settings):
         return out
 
 
+class InstrumentSettings(_Settings):
+    """Where the brokers' instrument masters come from, and how ingestion uses them."""
+
+    model_config = SettingsConfigDict(env_prefix="INSTRUMENTS_", env_file=".env", extra="ignore", frozen=True)
+
+    dhan_url: str = Field(
+        "https://images.dhan.co/api-data/api-scrip-master.csv", description="Dhan master (compact or detailed)."
+    )
+    kite_url: str = Field("https://api.kite.trade/instruments", description="Kite instruments dump.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "tickpipe", description="Downloaded masters and their ETags, for conditional GETs."
+    )
+    refresh_s: float = Field(300, gt=0, description="How often ingestion reloads the broker-id -> instrument map.")
+    unknown: Literal["store", "drop"] = Field(
+        "store", description="A tick whose broker id is not in the map: store it with a NULL instrument, or drop it."
+    )
+
+
 class IngestSettings(_Settings):
     """How the ingestion service batches ticks into queue messages."""
 
