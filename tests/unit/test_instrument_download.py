@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -18,10 +19,10 @@ ETAG = '"v1"'
 
 
 class _Master(BaseHTTPRequestHandler):
-    requests: list[tuple[str, str | None]] = []
-    failures_left = 0
+    requests: ClassVar[list[tuple[str, str | None]]] = []
+    failures_left: ClassVar[int] = 0
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         _Master.requests.append((self.path, self.headers.get("If-None-Match")))
         if self.path == "/down":
             self.send_error(404)
