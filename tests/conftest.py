@@ -14,7 +14,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import psycopg
@@ -22,6 +21,7 @@ import pytest
 from psycopg import sql
 
 from tickpipe_core import Topology, configure_logging
+from tickpipe_core.db import with_database
 from tickpipe_core.migrate import migrate
 
 REQUIRE_SERVICES = os.environ.get("TICKPIPE_REQUIRE_SERVICES") == "1"
@@ -44,10 +44,6 @@ def _docker_available() -> bool:
     except Exception:
         return False
     return True
-
-
-def with_database(url: str, dbname: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{dbname}"))
 
 
 @pytest.fixture(scope="session")

@@ -19,13 +19,14 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 import psycopg
 from psycopg import sql
 
 from tickpipe_core import Topology, encode_batch
+from tickpipe_core.db import with_database
 from tickpipe_core.logging import configure_logging
 from tickpipe_core.migrate import migrate
 from tickpipe_core.settings import WorkerSettings
@@ -45,10 +46,6 @@ def make_messages(total: int, per_message: int) -> list[bytes]:
     frame = b"".join(encode_full(instruments[i % 200].step(), ltt) for i in range(total))
     ticks = decoder.decode(frame, now).ticks
     return [encode_batch(ticks[i : i + per_message]) for i in range(0, total, per_message)]
-
-
-def db_url(server: str, name: str) -> str:
-    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
 
 
 def drop(server: str, name: str) -> None:
@@ -143,7 +140,7 @@ def _hwm_kib(pid: int) -> int:
 def plain_copy(server: str, source_url: str, total: int) -> float:
     """Seconds for a server-side COPY of the same rows from a binary file into a fresh table."""
     name = f"bench_copy_{uuid.uuid4().hex[:8]}"
-    target = db_url(server, name)
+    target = with_database(server, name)
     migrate(target)
     path = Path(tempfile.mkdtemp(prefix="tickpipe-bench-")) / "ticks.bin"
     path.parent.chmod(0o777)
@@ -187,7 +184,7 @@ def main() -> None:
     for mode in args.mode:
         for workers in args.workers:
             name = f"bench_pool_{uuid.uuid4().hex[:8]}"
-            url = db_url(args.server, name)
+            url = with_database(args.server, name)
             migrate(url)
             topology = Topology(prefix=f"bench-{uuid.uuid4().hex[:8]}")
             asyncio.run(prefill(args.amqp, topology, bodies, args.per_message))

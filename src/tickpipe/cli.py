@@ -82,16 +82,51 @@ def migrate() -> None:
 _CAPTURE = click.Path(dir_okay=False, path_type=Path)
 
 
+_WATCHLIST = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _subscriptions(source: str, database_url: str, watchlist: Path) -> list[tuple[str, int]]:
+    """The broker ids a watchlist resolves to, for the DATA_SOURCE feed."""
+    from tickpipe_core.instruments.watchlist import load_watchlist, resolve
+
+    selected = resolve(database_url, load_watchlist(watchlist))
+    missing = [s.trading_symbol for s in selected if s.dhan_security_id is None]
+    if missing:
+        log.warning("watchlist_not_on_broker", source=source, count=len(missing), symbols=missing[:20])
+    return [(s.dhan_segment, s.dhan_security_id) for s in selected if s.dhan_segment and s.dhan_security_id]
+
+
 @cli.command()
 @click.option("--record", type=_CAPTURE, default=None, help="Also write every raw frame to this capture file.")
-@_reads(SourceSettings, DhanSettings, AmqpSettings, IngestSettings)
-def ingest(record: Path | None) -> None:
-    """Connect to the broker feed named by DATA_SOURCE and publish every tick to RabbitMQ."""
+@click.option(
+    "--watchlist", type=_WATCHLIST, default=None, help="Subscribe to this watchlist instead of DHAN_INSTRUMENTS."
+)
+@_reads(SourceSettings, DhanSettings, AmqpSettings, IngestSettings, DatabaseSettings, InstrumentSettings)
+def ingest(record: Path | None, watchlist: Path | None) -> None:
+    """Connect to the broker feed named by DATA_SOURCE and publish every tick to RabbitMQ.
+
+    Each tick carries our instrument id, from a map of the database's instruments that is reloaded
+    every INSTRUMENTS_REFRESH_S seconds and on SIGHUP.
+    """
     from tickpipe_ingestion import run_ingest
 
     source, dhan = load(SourceSettings), load(DhanSettings)
     amqp, settings = load(AmqpSettings), load(IngestSettings)
-    _run_async(lambda stop: run_ingest(source=source, dhan=dhan, amqp=amqp, ingest=settings, stop=stop, record=record))
+    db, instruments = load(DatabaseSettings), load(InstrumentSettings)
+    subscribe = _subscriptions(source.data_source, db.database_url, watchlist) if watchlist else None
+    _run_async(
+        lambda stop: run_ingest(
+            source=source,
+            dhan=dhan,
+            amqp=amqp,
+            ingest=settings,
+            stop=stop,
+            record=record,
+            db=db,
+            instruments=instruments,
+            subscribe=subscribe,
+        )
+    )
 
 
 @cli.command()
@@ -272,6 +307,29 @@ def instruments_sync(source: str, path: Path | None, download: bool, dry_run: bo
     click.echo(f"{report.summary()}; {len(master.bad)} bad rows skipped ({master.format}, {path.name})", err=True)
 
 
+@instruments.command("select")
+@click.argument("watchlist", type=_WATCHLIST)
+@click.option("--spot", type=float, default=None, help="Use this price for every options rule without a spot.")
+@_reads(DatabaseSettings)
+def instruments_select(watchlist: Path, spot: float | None) -> None:
+    """Print the instruments a watchlist (YAML or TOML) resolves to."""
+    from tickpipe_core.instruments.watchlist import load_watchlist, resolve
+
+    wl = load_watchlist(watchlist)
+    if spot is not None:
+        wl = wl.model_copy(update={"options": [o.model_copy(update={"spot": o.spot or spot}) for o in wl.options]})
+    selected = resolve(load(DatabaseSettings).database_url, wl)
+    click.echo(f"{'id':>8}  {'exchange':8}  {'symbol':28}  {'type':5}  {'expiry':10}  {'strike':>9}  opt  dhan  kite")
+    for s in selected:
+        dhan = f"{s.dhan_segment}:{s.dhan_security_id}" if s.dhan_security_id else "-"
+        click.echo(
+            f"{s.instrument_id:>8}  {s.exchange:8}  {s.trading_symbol:28}  {s.instrument_type:5}  "
+            f"{s.expiry or '-'!s:10}  {s.strike or '-'!s:>9}  {s.option_type or '-':3}  {dhan}  "
+            f"{s.kite_instrument_token or '-'}"
+        )
+    click.echo(f"{len(selected)} instruments", err=True)
+
+
 @cli.command()
 @click.option("--max-age", type=float, default=30.0, show_default=True, help="Seconds a heartbeat stays fresh.")
 def health(max_age: float) -> None:
@@ -301,8 +359,9 @@ def health(max_age: float) -> None:
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Simulator port.")
 @click.option("--no-simulator", is_flag=True, help="Use the real broker feed and DHAN_INSTRUMENTS instead.")
+@click.option("--watchlist", type=_WATCHLIST, default=None, help="With --no-simulator: subscribe to this watchlist.")
 @_reads(DatabaseSettings, AmqpSettings, SourceSettings, DhanSettings, IngestSettings, WorkerSettings)
-def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool) -> None:
+def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool, watchlist: Path | None) -> None:
     """All in one on this machine: migrate, then supervise simulator, ingestion and workers.
 
     Ctrl-C or SIGTERM stops ingestion first (flushing what it holds), then the workers (each
@@ -335,14 +394,15 @@ def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool
     else:
         load(DhanSettings).credentials()  # fail now, not in a restarting child
     children += [Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]
-    children.append(Child("ingest", ["ingest"], ingest_env))
+    ingest_args = ["ingest", "--watchlist", str(watchlist.resolve())] if watchlist and no_simulator else ["ingest"]
+    children.append(Child("ingest", ingest_args, ingest_env))
     sys.exit(Supervisor(children).run())
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
     """Entry point: one clear line instead of a traceback for configuration and known errors."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=args, standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:

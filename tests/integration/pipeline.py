@@ -11,7 +11,15 @@ import psycopg
 from pydantic import SecretStr
 
 from tickpipe_core import Topology
-from tickpipe_core.settings import AmqpSettings, DhanSettings, IngestSettings, SourceSettings, WorkerSettings
+from tickpipe_core.settings import (
+    AmqpSettings,
+    DatabaseSettings,
+    DhanSettings,
+    IngestSettings,
+    InstrumentSettings,
+    SourceSettings,
+    WorkerSettings,
+)
 from tickpipe_ingestion import run_ingest
 from tickpipe_workers import run_workers
 
@@ -41,6 +49,7 @@ async def run_pipeline(
     sent_all: Callable[[], bool] = lambda: True,
     record: Path | None = None,
     timeout: float = 60,
+    unknown: str = "store",
 ) -> None:
     """Ingest from `feed_url` with 2 workers until `sent_all()` and `rows` rows are stored, then stop."""
     dhan = DhanSettings(
@@ -58,6 +67,8 @@ async def run_pipeline(
             ingest=IngestSettings(max_ticks_per_message=200, linger_ms=5, market_hours="always"),
             stop=stop_ingest,
             record=record,
+            db=DatabaseSettings(database_url=database_url),
+            instruments=InstrumentSettings(unknown=unknown),
         )
     )
     worker_settings = WorkerSettings(batch_rows=1000, batch_timeout_s=0.2)

@@ -47,6 +47,22 @@ def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
     assert "management" in services["rabbitmq"]["image"]
 
 
+def test_the_daily_instrument_sync_is_a_one_shot_profile_service() -> None:
+    result = subprocess.run(
+        [*_compose(), "--profile", "sync", "config", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    sync = json.loads(result.stdout)["services"]["instruments"]
+    assert sync["entrypoint"] == ["python", "scripts/sync_instruments.py"]
+    assert sync["restart"] == "no"
+    assert (ROOT / "scripts" / "sync_instruments.py").exists()
+
+
 def test_health_command_follows_the_heartbeat_file(tmp_path: Path) -> None:
     import sys
 

@@ -42,3 +42,8 @@ def timescaledb_license(conn: psycopg.Connection[tuple[object, ...]]) -> str:
     """'timescale' (Community edition: compression, aggregates, policies) or 'apache'."""
     row = conn.execute("select current_setting('timescaledb.license', true)").fetchone()
     return str(row[0]) if row and row[0] else "apache"
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server URL naming another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{dbname}"))

@@ -16,6 +16,7 @@ from tickpipe_core.settings import DhanFeedMode
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.parse import DhanDecoder
 from tickpipe_ingestion.feed import FeedConnection, FrameHandler, Watchdog
+from tickpipe_ingestion.instruments import InstrumentLookup
 
 log = get_logger("dhan.feed")
 
@@ -82,10 +83,11 @@ class DhanFeed:
         watchdog: Watchdog | None = None,
         recorder: Recorder | None = None,
         rate_limit_backoff_s: float = 60.0,
+        instrument_ids: InstrumentLookup | None = None,
     ) -> None:
         """`rate_limit_backoff_s`: after 805 the broker wants fewer connections, not a quick retry."""
         register_secret(token.get_secret_value())
-        self.decoder = DhanDecoder()
+        self.decoder = DhanDecoder(instrument_ids)
         self._sink = sink
         self._recorder = recorder
         self._rate_limit_backoff_s = rate_limit_backoff_s

@@ -7,7 +7,7 @@ and the latest open interest (code 5), so that later ticks of that instrument ca
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -15,6 +15,7 @@ from tickpipe_core import Tick, get_logger, new_tick_id
 from tickpipe_core.tick import TimeSource
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.enrich import derive
+from tickpipe_ingestion.instruments import InstrumentLookup
 
 log = get_logger("dhan.decode")
 
@@ -43,12 +44,12 @@ class DhanDecoder:
     """Decodes frames of one feed (all its connections), keeping per-instrument state.
 
     `instrument_ids` maps (segment name, security id) to our instrument id; it is read on every
-    tick, so replacing its contents takes effect at once without pausing the stream.
+    tick, so a refreshed map takes effect at once without pausing the stream.
     """
 
-    def __init__(self, instrument_ids: Mapping[tuple[str, int], int] | None = None) -> None:
+    def __init__(self, instrument_ids: InstrumentLookup | None = None) -> None:
         self.counters: Counter[str] = Counter()
-        self.instrument_ids: Mapping[tuple[str, int], int] = instrument_ids if instrument_ids is not None else {}
+        self.instrument_ids: InstrumentLookup = instrument_ids if instrument_ids is not None else {}
         self._state: dict[tuple[int, int], _InstrumentState] = {}
         self._last_ltt, self._last_ts = 0, datetime.fromtimestamp(0, UTC)
         handlers: dict[int, _Handler] = {

@@ -1,0 +1,81 @@
+"""Ticks carry our instrument id from the synced master; unknown broker ids are stored or dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import psycopg
+import pytest
+from structlog.testing import capture_logs
+
+from tests.integration.pipeline import run_pipeline
+from tests.unit.test_instrument_masters import COMPACT_HEADER
+from tickpipe_core import Topology
+from tickpipe_core.instruments import parse_master, sync_instruments
+from tickpipe_ingestion.instruments import InstrumentMap
+from tickpipe_ingestion.simulator.dhan import DhanSimulator
+from tickpipe_ingestion.simulator.market import make_instruments
+
+pytestmark = pytest.mark.integration
+
+
+def _list_in_master(database_url: str, security_ids: list[int]) -> dict[int, int]:
+    rows = [
+        f"NSE,D,{sid},FUTSTK,0,SIM{sid}-Dec2026-FUT,75,SIM {sid},2026-12-31 14:30:00,-0.01,XX,5,M,FUT,,"
+        for sid in security_ids
+    ]
+    sync_instruments(database_url, parse_master("dhan", io.StringIO("\n".join([COMPACT_HEADER, *rows]))))
+    with psycopg.connect(database_url) as conn:
+        return dict(conn.execute("select dhan_security_id, instrument_id from instruments").fetchall())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("unknown", ["store", "drop"])
+def test_ticks_carry_the_instrument_id_and_unknown_ids_follow_the_policy(
+    database_url: str, amqp_url: str, topology: Topology, unknown: str
+) -> None:
+    instruments = make_instruments(4, seed=5)
+    ids = _list_in_master(database_url, [i.security_id for i in instruments[:3]])  # the 4th is not listed
+    simulator = DhanSimulator(instruments, rate=2000, max_ticks=800)
+
+    async def scenario() -> None:
+        async with simulator.serving() as server:
+            await run_pipeline(
+                feed_url=f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+                instruments=[(i.segment, i.security_id) for i in instruments],
+                database_url=database_url,
+                amqp_url=amqp_url,
+                topology=topology,
+                rows=600 if unknown == "drop" else 800,
+                sent_all=lambda: simulator.done,
+                unknown=unknown,
+            )
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("select security_id, instrument_id, count(*) from ticks group by 1, 2").fetchall()
+    expected = {(sid, iid, 200) for sid, iid in ids.items()}
+    if unknown == "store":
+        expected.add((instruments[3].security_id, None, 200))
+    assert set(stored) == expected
+    unknown_logs = [e for e in logs if e["event"] == "unknown_instrument"]
+    assert [e["broker_id"] for e in unknown_logs] == [str(("NSE_FNO", instruments[3].security_id))]  # once
+
+
+def test_a_reload_picks_up_newly_synced_instruments_without_a_restart(database_url: str) -> None:
+    imap = InstrumentMap("dhan")
+    imap.load(database_url)
+    assert imap.get(("NSE_FNO", 40000)) is None
+    ids = _list_in_master(database_url, [40000])
+
+    async def reload_on_demand() -> None:
+        now = asyncio.Event()
+        task = asyncio.create_task(imap.keep_fresh(database_url, 3600, now))
+        now.set()  # what SIGHUP does
+        while imap.loads < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(reload_on_demand())
+    assert imap.get(("NSE_FNO", 40000)) == ids[40000]
