@@ -35,7 +35,7 @@ def derive(
     change = change_pct = None
     if prev_close is not None and prev_close > 0:
         change = ltp - prev_close
-        change_pct = change / prev_close * 100.0
+        change_pct = change * 100.0 / prev_close  # the order Kite's SDK uses: same float, bit for bit
 
     spread = spread_bps = mid = micro = imbalance = None
     # A level with a zero price or quantity is an empty slot in the broker's book, not a quote.

@@ -9,20 +9,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from tickpipe_core import Tick, get_logger, new_tick_id
+from tickpipe_core import Tick, new_tick_id
 from tickpipe_core.tick import TimeSource
+from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.enrich import derive
 from tickpipe_ingestion.instruments import InstrumentLookup
 
-log = get_logger("dhan.decode")
-
 # (frame, packet offset, packet length, receive time, output)
 _Handler = Callable[[bytes, int, int, datetime, "DecodedFrame"], None]
-
-_LOG_FIRST_N = 20  # per reason, then every 1000th, so a flood of bad packets cannot flood the log
 
 
 @dataclass(slots=True)
@@ -51,7 +48,8 @@ class DhanDecoder:
         self.counters: Counter[str] = Counter()
         self.instrument_ids: InstrumentLookup = instrument_ids if instrument_ids is not None else {}
         self._state: dict[tuple[int, int], _InstrumentState] = {}
-        self._last_ltt, self._last_ts = 0, datetime.fromtimestamp(0, UTC)
+        self._clock = EpochSeconds()
+        self._bad = BadPackets("dhan", self.counters).report
         handlers: dict[int, _Handler] = {
             wire.TICKER: self._ticker,
             wire.INDEX: self._index,
@@ -100,25 +98,13 @@ class DhanDecoder:
             st = self._state[key] = _InstrumentState()
         return st
 
-    def _bad(self, reason: str, data: bytes, offset: int) -> None:
-        kind = reason.split(":")[0].split(" needs ")[0]
-        self.counters["bad_packets"] += 1
-        self.counters[f"bad_packets.{kind}"] += 1
-        n = self.counters[f"bad_packets.{kind}"]
-        if n <= _LOG_FIRST_N or n % 1000 == 0:
-            log.warning("dhan_bad_packet", reason=reason, offset=offset, hex=data[:256].hex(), seen=n)
-
     # -- handlers -------------------------------------------------------------------------------
     # Ticks are built positionally, in Tick's field order: msgspec's keyword path costs 7x more,
     # and this is the per-packet hot path. The trailing comments name the fields.
 
     def _times(self, ltt: int, receive_ts: datetime) -> tuple[datetime, TimeSource]:
         if ltt > 0:
-            # LTT has one-second resolution and runs of ticks share it: convert each second once.
-            if ltt != self._last_ltt:
-                self._last_ltt = ltt
-                self._last_ts = datetime.fromtimestamp(ltt - wire.IST_OFFSET_SECONDS, UTC)
-            return self._last_ts, "exchange"
+            return self._clock.utc(ltt - wire.IST_OFFSET_SECONDS), "exchange"
         return receive_ts, "receive"
 
     def _ticker(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:

@@ -1,0 +1,1 @@
+"""Zerodha Kite Connect v3 ticker feed."""
