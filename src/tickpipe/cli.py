@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic_settings import BaseSettings
@@ -21,11 +21,15 @@ from tickpipe_core.settings import (
     DhanSettings,
     IngestSettings,
     InstrumentSettings,
+    KiteSettings,
     LogSettings,
     SourceSettings,
     WorkerSettings,
     load,
 )
+
+if TYPE_CHECKING:
+    from tickpipe_ingestion.service import Brokers
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = get_logger("cli")
@@ -85,15 +89,14 @@ _CAPTURE = click.Path(dir_okay=False, path_type=Path)
 _WATCHLIST = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _subscriptions(source: str, database_url: str, watchlist: Path) -> list[tuple[str, int]]:
-    """The broker ids a watchlist resolves to, for the DATA_SOURCE feed."""
-    from tickpipe_core.instruments.watchlist import load_watchlist, resolve
+def _brokers() -> Brokers:
+    """DATA_SOURCE and the settings of the broker it names (loaded now, so errors come at start)."""
+    from tickpipe_ingestion.service import Brokers
 
-    selected = resolve(database_url, load_watchlist(watchlist))
-    missing = [s.trading_symbol for s in selected if s.dhan_security_id is None]
-    if missing:
-        log.warning("watchlist_not_on_broker", source=source, count=len(missing), symbols=missing[:20])
-    return [(s.dhan_segment, s.dhan_security_id) for s in selected if s.dhan_segment and s.dhan_security_id]
+    source = load(SourceSettings).data_source
+    if source == "kite":
+        return Brokers(source, kite=load(KiteSettings))
+    return Brokers(source, dhan=load(DhanSettings))
 
 
 @cli.command()
@@ -101,23 +104,23 @@ def _subscriptions(source: str, database_url: str, watchlist: Path) -> list[tupl
 @click.option(
     "--watchlist", type=_WATCHLIST, default=None, help="Subscribe to this watchlist instead of DHAN_INSTRUMENTS."
 )
-@_reads(SourceSettings, DhanSettings, AmqpSettings, IngestSettings, DatabaseSettings, InstrumentSettings)
+@_reads(SourceSettings, DhanSettings, KiteSettings, AmqpSettings, IngestSettings, DatabaseSettings, InstrumentSettings)
 def ingest(record: Path | None, watchlist: Path | None) -> None:
     """Connect to the broker feed named by DATA_SOURCE and publish every tick to RabbitMQ.
 
     Each tick carries our instrument id, from a map of the database's instruments that is reloaded
     every INSTRUMENTS_REFRESH_S seconds and on SIGHUP.
     """
+    from tickpipe_core.instruments.watchlist import load_watchlist, resolve
     from tickpipe_ingestion import run_ingest
 
-    source, dhan = load(SourceSettings), load(DhanSettings)
+    brokers = _brokers()
     amqp, settings = load(AmqpSettings), load(IngestSettings)
     db, instruments = load(DatabaseSettings), load(InstrumentSettings)
-    subscribe = _subscriptions(source.data_source, db.database_url, watchlist) if watchlist else None
+    subscribe = resolve(db.database_url, load_watchlist(watchlist)) if watchlist else None
     _run_async(
         lambda stop: run_ingest(
-            source=source,
-            dhan=dhan,
+            brokers=brokers,
             amqp=amqp,
             ingest=settings,
             stop=stop,
@@ -132,7 +135,7 @@ def ingest(record: Path | None, watchlist: Path | None) -> None:
 @cli.command()
 @click.argument("path", type=_CAPTURE)
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop after N seconds.")
-@_reads(SourceSettings, DhanSettings, IngestSettings)
+@_reads(SourceSettings, DhanSettings, KiteSettings, IngestSettings)
 def record(path: Path, duration: float | None) -> None:
     """Record the live feed's raw frames with their receive times to PATH (.gz compresses).
 
@@ -140,12 +143,12 @@ def record(path: Path, duration: float | None) -> None:
     """
     from tickpipe_ingestion.service import run_record
 
-    source, dhan, settings = load(SourceSettings), load(DhanSettings), load(IngestSettings)
+    brokers, settings = _brokers(), load(IngestSettings)
 
     async def main(stop: asyncio.Event) -> None:
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, stop.set)
-        await run_record(source=source, dhan=dhan, ingest=settings, path=path, stop=stop)
+        await run_record(brokers=brokers, ingest=settings, path=path, stop=stop)
 
     _run_async(main)
 
@@ -176,7 +179,11 @@ def work(count: int | None) -> None:
 
 @cli.command()
 @click.option(
-    "--source", type=click.Choice(["dhan"]), default="dhan", show_default=True, help="Which broker protocol to speak."
+    "--source",
+    type=click.Choice(["dhan", "kite"]),
+    default="dhan",
+    show_default=True,
+    help="Which broker protocol to speak.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
@@ -200,7 +207,7 @@ def work(count: int | None) -> None:
     type=click.IntRange(min=0),
     default=20,
     show_default=True,
-    help="In quote mode, every Nth packet is a full packet (0: never).",
+    help="Dhan quote mode: every Nth packet is a full packet (0: never).",
 )
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Serve this capture.")
 @click.option(
@@ -220,15 +227,19 @@ def simulate(
 ) -> None:
     """Serve a simulated exchange, or a recorded capture, over the broker's real WebSocket protocol."""
     from tickpipe_ingestion.capture import read_frames, read_header
-    from tickpipe_ingestion.simulator.dhan import DhanReplay, DhanSimulator
+    from tickpipe_ingestion.simulator.dhan import DhanSimulator
+    from tickpipe_ingestion.simulator.kite import KiteSimulator
     from tickpipe_ingestion.simulator.market import make_instruments
+    from tickpipe_ingestion.simulator.replay import Replay
 
-    server_of: DhanReplay | DhanSimulator
+    server_of: Replay | DhanSimulator | KiteSimulator
     if replay is not None:
         recorded = read_header(replay).get("source")
         if recorded != source:
-            raise click.UsageError(f"{replay} was recorded from {recorded!r}, not {source!r}")
-        server_of = DhanReplay(list(read_frames(replay)), speed)
+            raise click.UsageError(f"{replay} was recorded from {recorded!r}, not {source!r} (use --source)")
+        server_of = Replay(list(read_frames(replay)), speed)
+    elif source == "kite":
+        server_of = KiteSimulator(make_instruments(count, seed), rate, packets_per_frame=packets_per_frame)
     else:
         instruments = make_instruments(count, seed)
         server_of = DhanSimulator(instruments, rate, packets_per_frame=packets_per_frame, full_every=full_every)
@@ -358,9 +369,9 @@ def health(max_age: float) -> None:
     "--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True, help="Simulated ticks per second."
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Simulator port.")
-@click.option("--no-simulator", is_flag=True, help="Use the real broker feed and DHAN_INSTRUMENTS instead.")
+@click.option("--no-simulator", is_flag=True, help="Use the real broker feed (DATA_SOURCE and its settings).")
 @click.option("--watchlist", type=_WATCHLIST, default=None, help="With --no-simulator: subscribe to this watchlist.")
-@_reads(DatabaseSettings, AmqpSettings, SourceSettings, DhanSettings, IngestSettings, WorkerSettings)
+@_reads(DatabaseSettings, AmqpSettings, SourceSettings, DhanSettings, KiteSettings, IngestSettings, WorkerSettings)
 def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool, watchlist: Path | None) -> None:
     """All in one on this machine: migrate, then supervise simulator, ingestion and workers.
 
@@ -369,34 +380,46 @@ def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool
     """
     from tickpipe.supervisor import Child, Supervisor
     from tickpipe_core.migrate import migrate as apply
-    from tickpipe_ingestion.simulator.market import make_instruments
 
+    source = load(SourceSettings).data_source
     apply(load(DatabaseSettings).database_url)
     children = []
     ingest_env: dict[str, str] = {}
     if not no_simulator:
-        children.append(
-            Child(
-                "simulator",
-                ["simulate", "--port", str(port), "--instruments", str(instruments), "--rate", str(rate)],
-                {},
-            )
-        )
-        ingest_env = {
-            "DATA_SOURCE": "dhan",
-            "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",
-            "DHAN_CLIENT_ID": "simulator",
-            "INGEST_MARKET_HOURS": "always",  # the simulated market never closes
-            "DHAN_ACCESS_TOKEN": "simulator-token",
-            # The same instruments the simulator child builds from --instruments.
-            "DHAN_INSTRUMENTS": ",".join(f"{i.segment}:{i.security_id}" for i in make_instruments(instruments)),
-        }
+        args = ["simulate", "--source", source, "--port", str(port), "--instruments", str(instruments)]
+        children.append(Child("simulator", [*args, "--rate", str(rate)], {}))
+        ingest_env = _simulator_env(source, port, instruments)
     else:
-        load(DhanSettings).credentials()  # fail now, not in a restarting child
+        brokers = _brokers()
+        broker = brokers.kite or brokers.dhan
+        assert broker is not None
+        broker.credentials()  # fail now, not in a restarting child
     children += [Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]
     ingest_args = ["ingest", "--watchlist", str(watchlist.resolve())] if watchlist and no_simulator else ["ingest"]
     children.append(Child("ingest", ingest_args, ingest_env))
     sys.exit(Supervisor(children).run())
+
+
+def _simulator_env(source: str, port: int, count: int) -> dict[str, str]:
+    """Settings that point ingestion at `tickpipe simulate --source SOURCE --instruments COUNT`."""
+    from tickpipe_ingestion.simulator.kite import kite_token
+    from tickpipe_ingestion.simulator.market import make_instruments
+
+    simulated = make_instruments(count)  # the same instruments the simulator child builds
+    env = {"DATA_SOURCE": source, "INGEST_MARKET_HOURS": "always"}  # the simulated market never closes
+    if source == "kite":
+        return env | {
+            "KITE_FEED_URL": f"ws://127.0.0.1:{port}",
+            "KITE_API_KEY": "simulator",
+            "KITE_ACCESS_TOKEN": "simulator-token",
+            "KITE_INSTRUMENTS": ",".join(str(kite_token(i)) for i in simulated),
+        }
+    return env | {
+        "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",
+        "DHAN_CLIENT_ID": "simulator",
+        "DHAN_ACCESS_TOKEN": "simulator-token",
+        "DHAN_INSTRUMENTS": ",".join(f"{i.segment}:{i.security_id}" for i in simulated),
+    }
 
 
 def main(args: list[str] | None = None) -> None:

@@ -17,10 +17,11 @@ from tickpipe_core.settings import (
     DhanSettings,
     IngestSettings,
     InstrumentSettings,
-    SourceSettings,
+    KiteSettings,
     WorkerSettings,
 )
 from tickpipe_ingestion import run_ingest
+from tickpipe_ingestion.service import Brokers
 from tickpipe_workers import run_workers
 
 
@@ -38,10 +39,34 @@ async def count_rows(url: str) -> int:
         return int(row[0]) if row else 0
 
 
+def dhan(feed_url: str, instruments: list[tuple[str, int]]) -> Brokers:
+    return Brokers(
+        "dhan",
+        dhan=DhanSettings(
+            feed_url=feed_url,
+            client_id="test",
+            access_token=SecretStr("test-secret"),
+            instruments=",".join(f"{seg}:{sid}" for seg, sid in instruments),
+        ),
+    )
+
+
+def kite(feed_url: str, tokens: list[int], mode: str = "full") -> Brokers:
+    return Brokers(
+        "kite",
+        kite=KiteSettings(
+            feed_url=feed_url,
+            api_key="test",
+            access_token=SecretStr("test-secret"),
+            feed_mode=mode,  # type: ignore[arg-type]
+            instruments=",".join(map(str, tokens)),
+        ),
+    )
+
+
 async def run_pipeline(
     *,
-    feed_url: str,
-    instruments: list[tuple[str, int]],
+    brokers: Brokers,
     database_url: str,
     amqp_url: str,
     topology: Topology,
@@ -51,18 +76,11 @@ async def run_pipeline(
     timeout: float = 60,
     unknown: str = "store",
 ) -> None:
-    """Ingest from `feed_url` with 2 workers until `sent_all()` and `rows` rows are stored, then stop."""
-    dhan = DhanSettings(
-        feed_url=feed_url,
-        client_id="test",
-        access_token=SecretStr("test-secret"),
-        instruments=",".join(f"{seg}:{sid}" for seg, sid in instruments),
-    )
+    """Ingest with 2 workers until `sent_all()` and `rows` rows are stored, then stop."""
     stop_ingest, stop_work = asyncio.Event(), asyncio.Event()
     ingest = asyncio.create_task(
         run_ingest(
-            source=SourceSettings(data_source="dhan"),
-            dhan=dhan,
+            brokers=brokers,
             amqp=AmqpSettings(amqp_url=amqp_url, amqp_prefix=topology.prefix),
             ingest=IngestSettings(max_ticks_per_message=200, linger_ms=5, market_hours="always"),
             stop=stop_ingest,

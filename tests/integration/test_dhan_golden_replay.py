@@ -3,7 +3,7 @@
 `tests/data/dhan/nifty-futures-full-ticks-2025-12-29.csv` holds 355 full packets (and one OI-only
 packet) a user's Dhan client decoded on 2025-12-29. We encode each row back into its packet (f32
 prices re-encode losslessly), write them as a capture file with the recorded receive times, serve
-it with `DhanReplay` and run the real ingestion service and workers. Every stored value must equal
+it with `Replay` and run the real ingestion service and workers. Every stored value must equal
 the recorded one exactly, and recording the replay must give back the same frames byte for byte.
 
 The file names neither the security id nor the trade time: we use NSE_FNO 49229 and take the
@@ -20,11 +20,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.integration.pipeline import run_pipeline
+from tests.integration.pipeline import dhan, run_pipeline
 from tickpipe_core import Topology
 from tickpipe_ingestion.capture import CaptureWriter, read_frames
 from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.simulator.dhan import DhanReplay
+from tickpipe_ingestion.simulator.replay import Replay
 
 pytestmark = pytest.mark.integration
 
@@ -87,14 +87,13 @@ def test_real_nifty_ticks_replayed_over_websocket_are_stored_exactly(
     with CaptureWriter(capture, "dhan") as writer:
         for row in rows:
             writer.write(_ist_epoch(row["time"]) - wire.IST_OFFSET_SECONDS, 0, _encode(row))
-    replay = DhanReplay(list(read_frames(capture)), speed=50)  # 4 recorded minutes in about 5 s
+    replay = Replay(list(read_frames(capture)), speed=50)  # 4 recorded minutes in about 5 s
     rerecorded = tmp_path / "rerecorded.cap.gz"
 
     async def scenario() -> None:
         async with replay.serving() as server:
             await run_pipeline(
-                feed_url=f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
-                instruments=[(SEGMENT, SECURITY_ID)],
+                brokers=dhan(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", [(SEGMENT, SECURITY_ID)]),
                 database_url=database_url,
                 amqp_url=amqp_url,
                 topology=topology,

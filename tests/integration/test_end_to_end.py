@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from tests.integration.pipeline import run_pipeline
+from tests.integration.pipeline import dhan, run_pipeline
 from tickpipe_core import Topology
 from tickpipe_ingestion.dhan.wire import IST_OFFSET_SECONDS
 from tickpipe_ingestion.simulator.dhan import DhanSimulator
@@ -33,8 +33,10 @@ def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
     async def scenario() -> None:
         async with simulator.serving() as server:
             await run_pipeline(
-                feed_url=f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
-                instruments=[(i.segment, i.security_id) for i in instruments],
+                brokers=dhan(
+                    f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+                    [(i.segment, i.security_id) for i in instruments],
+                ),
                 database_url=database_url,
                 amqp_url=amqp_url,
                 topology=topology,

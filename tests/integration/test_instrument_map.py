@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from tests.integration.pipeline import run_pipeline
+from tests.integration.pipeline import dhan, run_pipeline
 from tests.unit.test_instrument_masters import COMPACT_HEADER
 from tickpipe_core import Topology
 from tickpipe_core.instruments import parse_master, sync_instruments
@@ -41,8 +41,10 @@ def test_ticks_carry_the_instrument_id_and_unknown_ids_follow_the_policy(
     async def scenario() -> None:
         async with simulator.serving() as server:
             await run_pipeline(
-                feed_url=f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
-                instruments=[(i.segment, i.security_id) for i in instruments],
+                brokers=dhan(
+                    f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+                    [(i.segment, i.security_id) for i in instruments],
+                ),
                 database_url=database_url,
                 amqp_url=amqp_url,
                 topology=topology,

@@ -83,17 +83,7 @@ class DhanSettings(_Settings):
         """The client id and token, or a ConfigError naming what is missing."""
         if not self.client_id:
             raise ConfigError("DHAN_CLIENT_ID: required to connect to the Dhan feed")
-        if self.access_token is not None:
-            return self.client_id, self.access_token
-        if self.access_token_file is not None:
-            try:
-                token = self.access_token_file.read_text().strip()
-            except OSError as e:
-                raise ConfigError(f"DHAN_ACCESS_TOKEN_FILE: cannot read: {e.strerror}") from None
-            if token:
-                return self.client_id, SecretStr(token)
-            raise ConfigError("DHAN_ACCESS_TOKEN_FILE: the file is empty")
-        raise ConfigError("DHAN_ACCESS_TOKEN: required (or DHAN_ACCESS_TOKEN_FILE)")
+        return self.client_id, _secret("DHAN_ACCESS_TOKEN", self.access_token, self.access_token_file)
 
     def instrument_list(self) -> list[tuple[str, int]]:
         """DHAN_INSTRUMENTS parsed into (segment name, security id) pairs."""
@@ -122,6 +112,56 @@ class InstrumentSettings(_Settings):
     unknown: Literal["store", "drop"] = Field(
         "store", description="A tick whose broker id is not in the map: store it with a NULL instrument, or drop it."
     )
+
+
+KiteMode = Literal["ltp", "quote", "full"]
+
+
+class KiteSettings(_Settings):
+    """Zerodha Kite Connect v3 ticker."""
+
+    model_config = SettingsConfigDict(env_prefix="KITE_", env_file=".env", extra="ignore", frozen=True)
+
+    api_key: str | None = Field(None, description="Kite Connect API key.")
+    access_token: SecretStr | None = Field(None, description="Kite access token (or use _FILE).")
+    access_token_file: Path | None = Field(None, description="File holding the access token.")
+    feed_url: str = Field("wss://ws.kite.trade", description="Ticker endpoint; point it at a simulator.")
+    feed_mode: KiteMode = Field("full", description="Default mode: ltp, quote or full.")
+    instruments: str = Field(
+        "", description="Instrument tokens, comma separated, each optionally TOKEN:MODE (e.g. 408065,256265:ltp)."
+    )
+
+    def credentials(self) -> tuple[str, SecretStr]:
+        """The API key and access token, or a ConfigError naming what is missing."""
+        if not self.api_key:
+            raise ConfigError("KITE_API_KEY: required to connect to the Kite ticker")
+        return self.api_key, _secret("KITE_ACCESS_TOKEN", self.access_token, self.access_token_file)
+
+    def instrument_list(self) -> list[tuple[int, KiteMode]]:
+        """KITE_INSTRUMENTS parsed into (token, mode) pairs."""
+        out: list[tuple[int, KiteMode]] = []
+        for item in filter(None, (s.strip() for s in self.instruments.split(","))):
+            token, _, mode = item.partition(":")
+            mode = mode.lower() or self.feed_mode
+            if not token.isdigit() or mode not in ("ltp", "quote", "full"):
+                raise ConfigError(f"KITE_INSTRUMENTS: {item!r} is not TOKEN or TOKEN:ltp|quote|full")
+            out.append((int(token), mode))  # type: ignore[arg-type]
+        return out
+
+
+def _secret(name: str, value: SecretStr | None, path: Path | None) -> SecretStr:
+    """A secret from its variable or from the file NAME_FILE points to."""
+    if value is not None:
+        return value
+    if path is not None:
+        try:
+            text = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{name}_FILE: cannot read: {e.strerror}") from None
+        if text:
+            return SecretStr(text)
+        raise ConfigError(f"{name}_FILE: the file is empty")
+    raise ConfigError(f"{name}: required (or {name}_FILE)")
 
 
 class IngestSettings(_Settings):

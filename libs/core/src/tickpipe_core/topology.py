@@ -33,6 +33,10 @@ class Topology:
         return f"{self.prefix}.ticks"
 
     @property
+    def orders_queue(self) -> str:
+        return f"{self.prefix}.orders"
+
+    @property
     def dead_exchange(self) -> str:
         return f"{self.prefix}.dead"
 
@@ -52,11 +56,14 @@ class Topology:
             arguments={**_QUORUM, "x-dead-letter-exchange": self.dead_exchange},
         )
         await queue.bind(exchange, routing_key=TICKS_ROUTING_KEY)
+        # Broker order updates (Kite's `order` text frames), kept apart from ticks for whoever needs them.
+        orders = await channel.declare_queue(self.orders_queue, durable=True, arguments=_QUORUM)
+        await orders.bind(exchange, routing_key=ORDERS_ROUTING_KEY)
         return exchange, queue
 
     async def delete(self, channel: AbstractChannel) -> None:
         """Remove every queue and exchange of this prefix (tests and teardown)."""
-        for queue in (self.ticks_queue, self.dead_queue):
+        for queue in (self.ticks_queue, self.orders_queue, self.dead_queue):
             await channel.queue_delete(queue)
         for exchange in (self.exchange, self.dead_exchange):
             await channel.exchange_delete(exchange)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +44,9 @@ class Watchdog:
     def fires(self) -> bool:
         return self.silence_s is not None and self.hours.is_open()
 
+
+# Called with (receive time, connection index, frame) for every frame, before decoding.
+Recorder = Callable[[float, int, bytes | str], None]
 
 # Handles one frame from the server; raises FeedError to reconnect, FeedAuthError to stop.
 FrameHandler = Callable[[bytes | str], Awaitable[None]]
@@ -103,6 +107,17 @@ class FeedConnection:
             except FeedAuthError as e:
                 self.log.error("feed_stopped", reason=str(e))
                 raise
+            except websockets.exceptions.InvalidStatus as e:
+                status = e.response.status_code
+                if status not in (401, 403):
+                    if self._stopping.is_set():
+                        break
+                    self.log.warning("feed_disconnected", error=f"handshake refused with HTTP {status}")
+                else:
+                    # The broker refused the credentials; retrying cannot fix that.
+                    error = FeedAuthError(f"{self.name}: the broker refused the credentials (HTTP {status})")
+                    self.log.error("feed_stopped", reason=str(error))
+                    raise error from None
             except (OSError, websockets.exceptions.WebSocketException, FeedError) as e:
                 if self._stopping.is_set():
                     break
@@ -117,3 +132,30 @@ class FeedConnection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
         self.log.info("feed_closed")
+
+
+class Feed:
+    """All connections of one broker feed; a terminal error on one stops them all.
+
+    Broker feeds fill `connections` and call `received` first thing in each frame handler.
+    """
+
+    def __init__(self, recorder: Recorder | None) -> None:
+        self.connections: list[FeedConnection] = []
+        self._recorder = recorder
+
+    def received(self, connection: int, frame: bytes | str) -> float:
+        """Note a frame's arrival (and record it); returns its receive time as epoch seconds."""
+        now = time.time()
+        if self._recorder is not None:
+            self._recorder(now, connection, frame)
+        return now
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for conn in self.connections:
+                tg.create_task(conn.run())
+
+    def stop(self) -> None:
+        for conn in self.connections:
+            conn.stop()

@@ -40,6 +40,7 @@ class TickPublisher:
         self._settings = settings
         self._max_in_flight = max_in_flight
         self._buffer: deque[Tick] = deque()
+        self._events: deque[tuple[str, bytes]] = deque()  # (routing key, JSON body), e.g. order updates
         self._wakeup = asyncio.Event()
         self._closing = False
         self._connection: AbstractRobustConnection | None = None
@@ -68,6 +69,12 @@ class TickPublisher:
         self.counters["submitted"] += len(ticks)
         self._wakeup.set()
 
+    def submit_event(self, routing_key: str, body: bytes) -> None:
+        """Queue one JSON event (an order update) for its own routing key; published before ticks."""
+        self._events.append((routing_key, body))
+        self.counters["events_submitted"] += 1
+        self._wakeup.set()
+
     @property
     def pending(self) -> int:
         return len(self._buffer)
@@ -76,6 +83,9 @@ class TickPublisher:
         size = self._settings.max_ticks_per_message
         linger = self._settings.linger_ms / 1000
         while True:
+            if self._events and not await self._publish_events():
+                await asyncio.sleep(1.0)
+                continue
             if not self._buffer:
                 if self._closing:
                     return
@@ -110,6 +120,24 @@ class TickPublisher:
         await self._exchange.publish(message, routing_key=TICKS_ROUTING_KEY, mandatory=True, timeout=30)
         self.counters["published_ticks"] += len(ticks)
         self.counters["published_messages"] += 1
+
+    async def _publish_events(self) -> bool:
+        """Publish queued events in order; False (and they stay queued) when the broker refuses."""
+        assert self._exchange is not None
+        while self._events:
+            routing_key, body = self._events[0]
+            message = aio_pika.Message(
+                body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            )
+            try:
+                await self._exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=30)
+            except Exception as e:
+                self.counters["publish_failures"] += 1
+                log.warning("publish_event_failed", routing_key=routing_key, error=f"{type(e).__name__}: {e}")
+                return False
+            self._events.popleft()
+            self.counters["published_events"] += 1
+        return True
 
     async def close(self, timeout: float = 30.0) -> None:
         """Publish what is buffered (up to `timeout`), then close the connection."""

@@ -4,29 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tickpipe_core import ConfigError, Tick, Topology, get_logger
+from tickpipe_core.instruments.watchlist import Selected
 from tickpipe_core.settings import (
     AmqpSettings,
     DatabaseSettings,
+    DataSource,
     DhanSettings,
     IngestSettings,
     InstrumentSettings,
-    SourceSettings,
+    KiteSettings,
 )
+from tickpipe_core.topology import ORDERS_ROUTING_KEY
 from tickpipe_ingestion.capture import CaptureWriter
-from tickpipe_ingestion.dhan.feed import DhanFeed, Instrument, Recorder
-from tickpipe_ingestion.feed import Watchdog
+from tickpipe_ingestion.dhan.feed import DhanFeed
+from tickpipe_ingestion.feed import Recorder, Watchdog
 from tickpipe_ingestion.instruments import InstrumentLookup, InstrumentMap
+from tickpipe_ingestion.kite.feed import KiteFeed, OrderSink
 from tickpipe_ingestion.market_hours import MarketHours, load_holidays
 from tickpipe_ingestion.publisher import TickPublisher
 
 log = get_logger("ingest")
 
 STATS_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class Brokers:
+    """Which feed to run (DATA_SOURCE) and the settings of the brokers that are configured."""
+
+    source: DataSource
+    dhan: DhanSettings | None = None
+    kite: KiteSettings | None = None
 
 
 def watchdog(ingest: IngestSettings) -> Watchdog:
@@ -36,59 +52,96 @@ def watchdog(ingest: IngestSettings) -> Watchdog:
     )
 
 
+def _dhan_feed(dhan: DhanSettings, selected: Sequence[Selected] | None, **common: Any) -> DhanFeed:
+    client_id, token = dhan.credentials()
+    if selected is None:
+        instruments = dhan.instrument_list()
+    else:
+        instruments = [(s.dhan_segment, s.dhan_security_id) for s in selected if s.dhan_segment and s.dhan_security_id]
+        _not_listed("dhan", [s for s in selected if not s.dhan_security_id])
+    if not instruments:
+        raise ConfigError("DHAN_INSTRUMENTS: no instruments to subscribe (or none of the watchlist is on Dhan)")
+    return DhanFeed(
+        base_url=dhan.feed_url, client_id=client_id, token=token, mode=dhan.feed_mode, instruments=instruments, **common
+    )
+
+
+def _kite_feed(kite: KiteSettings, selected: Sequence[Selected] | None, orders: OrderSink, **common: Any) -> KiteFeed:
+    api_key, token = kite.credentials()
+    if selected is None:
+        subscriptions = kite.instrument_list()
+    else:
+        subscriptions = [(s.kite_instrument_token, kite.feed_mode) for s in selected if s.kite_instrument_token]
+        _not_listed("kite", [s for s in selected if not s.kite_instrument_token])
+    if not subscriptions:
+        raise ConfigError("KITE_INSTRUMENTS: no instruments to subscribe (or none of the watchlist is on Kite)")
+    return KiteFeed(
+        base_url=kite.feed_url, api_key=api_key, token=token, subscriptions=subscriptions, orders=orders, **common
+    )
+
+
+def _not_listed(source: str, missing: list[Selected]) -> None:
+    if missing:
+        log.warning(
+            "watchlist_not_on_broker",
+            source=source,
+            count=len(missing),
+            symbols=[s.trading_symbol for s in missing[:20]],
+        )
+
+
 def _feed(
-    source: SourceSettings,
-    dhan: DhanSettings,
+    brokers: Brokers,
     ingest: IngestSettings,
     sink: Callable[[list[Tick]], None],
     recorder: Recorder | None,
-    subscribe: Sequence[Instrument] | None = None,
+    selected: Sequence[Selected] | None = None,
     instrument_ids: InstrumentLookup | None = None,
-) -> DhanFeed:
-    if source.data_source != "dhan":
-        raise ConfigError(f"DATA_SOURCE: the {source.data_source!r} feed is not available in this build")
-    client_id, token = dhan.credentials()
-    instruments = dhan.instrument_list() if subscribe is None else list(subscribe)
-    if not instruments:
-        raise ConfigError("DHAN_INSTRUMENTS: no instruments to subscribe (or an empty watchlist)")
-    return DhanFeed(
-        base_url=dhan.feed_url,
-        client_id=client_id,
-        token=token,
-        mode=dhan.feed_mode,
-        instruments=instruments,
-        sink=sink,
-        watchdog=watchdog(ingest),
-        recorder=recorder,
-        instrument_ids=instrument_ids,
-    )
+    orders: OrderSink | None = None,
+) -> DhanFeed | KiteFeed:
+    """The feed DATA_SOURCE names, with its settings."""
+    common: dict[str, Any] = {
+        "sink": sink,
+        "watchdog": watchdog(ingest),
+        "recorder": recorder,
+        "instrument_ids": instrument_ids,
+    }
+    if brokers.source == "kite":
+        if brokers.kite is None:
+            raise ConfigError("DATA_SOURCE=kite needs the KITE_* settings")
+        return _kite_feed(brokers.kite, selected, orders or (lambda body: None), **common)
+    if brokers.dhan is None:
+        raise ConfigError("DATA_SOURCE=dhan needs the DHAN_* settings")
+    return _dhan_feed(brokers.dhan, selected, **common)
 
 
 async def run_ingest(
     *,
-    source: SourceSettings,
-    dhan: DhanSettings,
+    brokers: Brokers,
     amqp: AmqpSettings,
     ingest: IngestSettings,
     stop: asyncio.Event,
     record: Path | None = None,
     db: DatabaseSettings | None = None,
     instruments: InstrumentSettings | None = None,
-    subscribe: Sequence[Instrument] | None = None,
+    subscribe: Sequence[Selected] | None = None,
 ) -> None:
     """Run the feed named by DATA_SOURCE until `stop` is set or the feed fails terminally.
 
     With `record`, every raw frame is also written to that capture file. With `db`, ticks carry
     our instrument id from a map of that database's instruments, refreshed every
-    INSTRUMENTS_REFRESH_S and on SIGHUP. `subscribe` (a resolved watchlist) replaces DHAN_INSTRUMENTS.
+    INSTRUMENTS_REFRESH_S and on SIGHUP. `subscribe` (a resolved watchlist) replaces the broker's
+    *_INSTRUMENTS setting.
     """
+    source = brokers.source
     settings = instruments or InstrumentSettings()
-    imap = InstrumentMap(source.data_source, settings.unknown) if db else None
+    imap = InstrumentMap(source, settings.unknown) if db else None
     publisher = TickPublisher(amqp.amqp_url, Topology(amqp.amqp_prefix), ingest)
     sink = publisher.submit if imap is None else lambda ticks: publisher.submit(imap.keep(ticks))
     with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(CaptureWriter(record, source.data_source)) if record else None
-        feed = _feed(source, dhan, ingest, sink, writer.write if writer else None, subscribe, imap)
+        writer = stack.enter_context(CaptureWriter(record, source)) if record else None
+        orders = functools.partial(publisher.submit_event, ORDERS_ROUTING_KEY)
+        feed = _feed(brokers, ingest, sink, writer.write if writer else None, subscribe, imap, orders)
         if imap is not None and db is not None:
             await imap.reload(db.database_url)  # before the first tick; market data flows even if this fails
         await publisher.start()
@@ -99,7 +152,7 @@ async def run_ingest(
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload.set)
                 stack.callback(asyncio.get_running_loop().remove_signal_handler, signal.SIGHUP)
-        log.info("ingest_started", source=source.data_source, connections=len(feed.connections), record=str(record))
+        log.info("ingest_started", source=source, connections=len(feed.connections), record=str(record))
         try:
             await _until_stopped(feed, stop)
         finally:
@@ -109,25 +162,18 @@ async def run_ingest(
             log.info("ingest_stopped", **dict(feed.decoder.counters), **_map_counters(imap))
 
 
-async def run_record(
-    *,
-    source: SourceSettings,
-    dhan: DhanSettings,
-    ingest: IngestSettings,
-    path: Path,
-    stop: asyncio.Event,
-) -> None:
+async def run_record(*, brokers: Brokers, ingest: IngestSettings, path: Path, stop: asyncio.Event) -> None:
     """Write every raw frame of the feed to a capture file, publishing nothing, until `stop`."""
-    with CaptureWriter(path, source.data_source) as writer:
-        feed = _feed(source, dhan, ingest, lambda ticks: None, writer.write)
-        log.info("record_started", source=source.data_source, path=str(path), connections=len(feed.connections))
+    with CaptureWriter(path, brokers.source) as writer:
+        feed = _feed(brokers, ingest, lambda ticks: None, writer.write)
+        log.info("record_started", source=brokers.source, path=str(path), connections=len(feed.connections))
         try:
             await _until_stopped(feed, stop)
         finally:
             log.info("record_stopped", path=str(path), frames=writer.frames, **dict(feed.decoder.counters))
 
 
-async def _until_stopped(feed: DhanFeed, stop: asyncio.Event) -> None:
+async def _until_stopped(feed: DhanFeed | KiteFeed, stop: asyncio.Event) -> None:
     """Run the feed until `stop` is set; a terminal feed error is re-raised after the feed stops."""
     feed_task = asyncio.create_task(feed.run(), name="feed")
     stop_task = asyncio.create_task(stop.wait())
@@ -143,7 +189,7 @@ def _map_counters(imap: InstrumentMap | None) -> dict[str, int]:
     return {} if imap is None else {"instruments.known": len(imap), "instruments.unknown_ticks": imap.unknown_ticks}
 
 
-async def _report(feed: DhanFeed, publisher: TickPublisher, imap: InstrumentMap | None) -> None:
+async def _report(feed: DhanFeed | KiteFeed, publisher: TickPublisher, imap: InstrumentMap | None) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -15,14 +14,12 @@ from tickpipe_core import ConfigError, FeedAuthError, FeedError, Tick, get_logge
 from tickpipe_core.settings import DhanFeedMode
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.parse import DhanDecoder
-from tickpipe_ingestion.feed import FeedConnection, FrameHandler, Watchdog
+from tickpipe_ingestion.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
 from tickpipe_ingestion.instruments import InstrumentLookup
 
 log = get_logger("dhan.feed")
 
 Instrument = tuple[str, int]  # (exchange segment name, security id)
-# Called with (receive time, connection index, frame) for every frame, before decoding.
-Recorder = Callable[[float, int, bytes | str], None]
 
 
 def feed_url(base: str, client_id: str, token: SecretStr) -> str:
@@ -68,7 +65,7 @@ def shard(instruments: Sequence[Instrument]) -> list[list[Instrument]]:
     return [unique[i : i + step] for i in range(0, len(unique), step)]
 
 
-class DhanFeed:
+class DhanFeed(Feed):
     """All connections of one Dhan feed, decoding into ticks handed to `sink`."""
 
     def __init__(
@@ -86,10 +83,10 @@ class DhanFeed:
         instrument_ids: InstrumentLookup | None = None,
     ) -> None:
         """`rate_limit_backoff_s`: after 805 the broker wants fewer connections, not a quick retry."""
+        super().__init__(recorder)
         register_secret(token.get_secret_value())
         self.decoder = DhanDecoder(instrument_ids)
         self._sink = sink
-        self._recorder = recorder
         self._rate_limit_backoff_s = rate_limit_backoff_s
         self._rate_limited_until = 0.0
         url = feed_url(base_url, client_id, token)
@@ -110,9 +107,7 @@ class DhanFeed:
 
     def _make_handler(self, index: int, subscribed: int) -> FrameHandler:
         async def on_frame(frame: bytes | str) -> None:
-            now = time.time()
-            if self._recorder is not None:
-                self._recorder(now, index, frame)
+            now = self.received(index, frame)
             if isinstance(frame, str):
                 log.info("dhan_text_frame", connection=index, text=frame[:500])
                 return
@@ -135,13 +130,3 @@ class DhanFeed:
             self._rate_limited_until = asyncio.get_running_loop().time() + self._rate_limit_backoff_s
         detail = f"; this connection asked for {subscribed} instruments" if code == 804 else ""
         raise FeedError(f"Dhan disconnected with {code} ({reason}){detail}")
-
-    async def run(self) -> None:
-        """Run every connection until stop(); a terminal error on one stops them all."""
-        async with asyncio.TaskGroup() as tg:
-            for conn in self.connections:
-                tg.create_task(conn.run())
-
-    def stop(self) -> None:
-        for conn in self.connections:
-            conn.stop()

@@ -1,0 +1,119 @@
+"""The Kite Connect v3 ticker: URL, subscribe and mode messages, sharding, text frames."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from itertools import groupby
+from urllib.parse import urlencode
+
+from pydantic import SecretStr
+
+from tickpipe_core import ConfigError, Tick, get_logger, register_secret
+from tickpipe_core.settings import KiteMode
+from tickpipe_ingestion.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
+from tickpipe_ingestion.instruments import InstrumentLookup
+from tickpipe_ingestion.kite import wire
+from tickpipe_ingestion.kite.parse import KiteDecoder
+
+log = get_logger("kite.feed")
+
+Subscription = tuple[int, KiteMode]  # (instrument token, mode)
+OrderSink = Callable[[bytes], None]
+
+
+def feed_url(base: str, api_key: str, token: SecretStr) -> str:
+    """The connect URL; it carries the token, so it is only ever logged through redact_url."""
+    query = urlencode({"api_key": api_key, "access_token": token.get_secret_value()})
+    return f"{base}{'&' if '?' in base else '?'}{query}"
+
+
+def subscribe_messages(subscriptions: Sequence[Subscription]) -> list[str]:
+    """Subscribe to every token, then set each mode for its tokens (Kite subscribes in quote mode)."""
+    out = [json.dumps({"a": "subscribe", "v": [token for token, _ in subscriptions]})]
+    by_mode = sorted(subscriptions, key=lambda s: wire.MODES.index(s[1]))
+    for mode, group in groupby(by_mode, key=lambda s: s[1]):
+        out.append(json.dumps({"a": "mode", "v": [mode, [token for token, _ in group]]}))
+    return out
+
+
+def shard(subscriptions: Sequence[Subscription]) -> list[list[Subscription]]:
+    """Split over connections, 3000 tokens each, 3 connections at most; a token's last mode wins."""
+    unique = list(dict(subscriptions).items())
+    limit = wire.MAX_INSTRUMENTS_PER_CONNECTION * wire.MAX_CONNECTIONS
+    if len(unique) > limit:
+        raise ConfigError(
+            f"KITE_INSTRUMENTS: {len(unique)} instruments requested; Kite allows at most {limit} "
+            f"({wire.MAX_CONNECTIONS} connections x {wire.MAX_INSTRUMENTS_PER_CONNECTION})"
+        )
+    step = wire.MAX_INSTRUMENTS_PER_CONNECTION
+    return [unique[i : i + step] for i in range(0, len(unique), step)]
+
+
+class KiteFeed(Feed):
+    """All connections of one Kite ticker, decoding into ticks handed to `sink`.
+
+    Text frames: `error` is logged and counted, `order` (a postback of the account's orders) goes
+    to `orders` as raw JSON, `message` is logged.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        token: SecretStr,
+        subscriptions: Sequence[Subscription],
+        sink: Callable[[list[Tick]], None],
+        orders: OrderSink | None = None,
+        watchdog: Watchdog | None = None,
+        recorder: Recorder | None = None,
+        instrument_ids: InstrumentLookup | None = None,
+    ) -> None:
+        super().__init__(recorder)
+        register_secret(token.get_secret_value())
+        self.decoder = KiteDecoder(instrument_ids)
+        self._sink = sink
+        self._orders = orders
+        url = feed_url(base_url, api_key, token)
+        self.connections = [
+            FeedConnection(
+                name=f"kite-{i}",
+                url=url,
+                subscribe_messages=lambda part=part: subscribe_messages(part),  # type: ignore[misc]
+                on_frame=self._make_handler(i),
+                watchdog=watchdog or Watchdog(),
+            )
+            for i, part in enumerate(shard(subscriptions))
+        ]
+
+    def _make_handler(self, index: int) -> FrameHandler:
+        async def on_frame(frame: bytes | str) -> None:
+            now = self.received(index, frame)
+            if isinstance(frame, str):
+                self._on_text(index, frame)
+                return
+            ticks = self.decoder.decode(frame, datetime.fromtimestamp(now, UTC))
+            if ticks:
+                self._sink(ticks)
+
+        return on_frame
+
+    def _on_text(self, index: int, text: str) -> None:
+        counters = self.decoder.counters
+        try:
+            message = json.loads(text)
+            kind = message["type"]
+        except (ValueError, KeyError, TypeError):
+            counters["text.unparsed"] += 1
+            log.warning("kite_text_unparsed", connection=index, text=text[:500])
+            return
+        counters[f"text.{kind}"] += 1
+        if kind == "error":
+            log.error("kite_error", connection=index, data=str(message.get("data"))[:500])
+        elif kind == "order":
+            if self._orders is not None:
+                self._orders(text.encode())
+        else:
+            log.info("kite_message", connection=index, type=kind, data=str(message.get("data"))[:500])
