@@ -90,11 +90,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.parametrize("source", ["dhan", "kite"])
 def test_tickpipe_run_ingests_within_seconds_and_stops_cleanly_on_sigterm(
-    empty_database_url: str, amqp_url: str, topology: Topology
+    empty_database_url: str, amqp_url: str, topology: Topology, source: str
 ) -> None:
     env = {
         **os.environ,
+        "DATA_SOURCE": source,
         "DATABASE_URL": empty_database_url,
         "AMQP_URL": amqp_url,
         "AMQP_PREFIX": topology.prefix,
@@ -112,7 +114,7 @@ def test_tickpipe_run_ingests_within_seconds_and_stops_cleanly_on_sigterm(
             time.sleep(0.5)
             try:
                 with psycopg.connect(empty_database_url) as conn:
-                    count = conn.execute("select count(*) from ticks").fetchone()[0]  # type: ignore[index]
+                    count = conn.execute("select count(*) from ticks where source = %s", (source,)).fetchone()[0]  # type: ignore[index]
             except psycopg.Error:
                 continue
         assert count > 0, "no rows within 30 s"

@@ -1,0 +1,162 @@
+"""The Kite ticker over real sockets against the Kite simulator: modes, frames, heartbeats, text
+frames, reconnects with resubscription, refused credentials, and the connection limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+from pydantic import SecretStr
+from structlog.testing import capture_logs
+
+from tickpipe_core import ConfigError, FeedAuthError, Tick
+from tickpipe_ingestion.feed import Backoff
+from tickpipe_ingestion.kite.feed import KiteFeed, shard, subscribe_messages
+from tickpipe_ingestion.simulator.kite import KiteSimulator, kite_token
+from tickpipe_ingestion.simulator.market import make_instruments
+
+TOKEN = "kite-secret-access-token-0123456789"
+INSTRUMENTS = make_instruments(4, seed=8)
+TOKENS = [kite_token(i) for i in INSTRUMENTS]
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _run(
+    scenario: Callable[[KiteSimulator, KiteFeed, list[Tick]], Awaitable[None]],
+    subscriptions: list[tuple[int, str]],
+    *,
+    total: int = 400,
+    api_key: str = "key",
+) -> tuple[KiteSimulator, KiteFeed, list[Tick], list[bytes], list[dict[str, object]]]:
+    sim = KiteSimulator(INSTRUMENTS, rate=500, max_ticks=total, record=True, packets_per_frame=4)
+    ticks: list[Tick] = []
+    orders: list[bytes] = []
+
+    async def main() -> KiteFeed:
+        async with sim.serving() as server:
+            port = server.sockets[0].getsockname()[1]
+            feed = KiteFeed(
+                base_url=f"ws://127.0.0.1:{port}",
+                api_key=api_key,
+                token=SecretStr(TOKEN),
+                subscriptions=subscriptions,  # type: ignore[arg-type]
+                sink=ticks.extend,
+                orders=orders.append,
+            )
+            for conn in feed.connections:
+                conn.backoff = Backoff(base=0.01, cap=0.05)
+            task = asyncio.create_task(feed.run())
+            try:
+                await scenario(sim, feed, ticks)
+            finally:
+                feed.stop()
+                await asyncio.wait_for(task, 10)
+            return feed
+
+    with capture_logs() as logs:
+        feed = asyncio.run(main())
+    assert TOKEN not in repr(logs)
+    return sim, feed, ticks, orders, logs
+
+
+async def _all(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
+    await _until(lambda: sim.done and len(ticks) >= sim.ticks_sent, "every tick")
+
+
+def _key(t: Tick) -> tuple[int, int | None]:
+    return t.security_id, t.volume
+
+
+def test_each_instrument_streams_in_its_mode_and_nothing_is_lost() -> None:
+    modes = ["ltp", "quote", "full", "full"]
+    sim, feed, ticks, _, _ = _run(_all, list(zip(TOKENS, modes, strict=True)))
+    assert {t.security_id: t.packet for t in ticks} == dict(zip(TOKENS, modes, strict=True))
+    assert len(ticks) == len(sim.sent) == 400
+    for got, sent in zip(ticks, sim.sent, strict=True):
+        q = sent.quote
+        assert got.ltp == round(q.ltp * 100) / 100
+        if got.packet == "full":
+            assert (got.volume, got.oi, got.bid_qty, got.ask_orders) == (
+                q.volume, q.oi, tuple(q.bid_qty), tuple(q.ask_orders),
+            )  # fmt: skip
+            assert got.exchange_ts.timestamp() == sent.ltt and got.time_source == "exchange"
+    assert (
+        json.loads(sim.requests[0])
+        if isinstance(sim.requests[0], str)
+        else sim.requests[0]
+        == {
+            "a": "subscribe",
+            "v": TOKENS,
+        }
+    )
+    assert feed.decoder.counters["bad_packets"] == 0
+
+
+def test_heartbeats_and_text_frames_errors_counted_orders_passed_on() -> None:
+    order = {"type": "order", "data": {"order_id": "151220000000000", "status": "COMPLETE"}}
+
+    async def scenario(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
+        await _all(sim, feed, ticks)
+        await sim.send_text(json.dumps({"type": "error", "data": "Invalid mode"}))
+        await sim.send_text(json.dumps(order))
+        await sim.send_text(json.dumps({"type": "message", "data": "hello"}))
+        await sim.send_text("not json")
+        await _until(lambda: feed.decoder.counters["heartbeats"] >= 1, "a heartbeat while idle")
+
+    _, feed, _, orders, logs = _run(scenario, [(t, "quote") for t in TOKENS], total=50)
+    counters = feed.decoder.counters
+    assert (counters["text.error"], counters["text.order"], counters["text.message"], counters["text.unparsed"]) == (
+        1, 1, 1, 1,
+    )  # fmt: skip
+    assert [json.loads(o) for o in orders] == [order]
+    assert [e["data"] for e in logs if e["event"] == "kite_error"] == ["Invalid mode"]
+
+
+def test_an_abrupt_close_reconnects_resubscribes_with_modes_and_loses_nothing() -> None:
+    async def scenario(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
+        await _until(lambda: len(ticks) >= 100, "ticks before the fault")
+        await sim.drop()
+        await _all(sim, feed, ticks)
+
+    sim, feed, ticks, _, _ = _run(scenario, [(TOKENS[0], "ltp"), *((t, "full") for t in TOKENS[1:])])
+    assert feed.connections[0].connects == 2
+    modes = [r for r in sim.requests if isinstance(r, dict) and r["a"] == "mode"]
+    assert modes == [{"a": "mode", "v": ["ltp", [TOKENS[0]]]}, {"a": "mode", "v": ["full", TOKENS[1:]]}] * 2
+    assert sorted(t.volume or 0 for t in ticks if t.packet == "full") == sorted(
+        s.quote.volume for s in sim.sent if s.packet == "full"
+    )
+    assert len(ticks) == len(sim.sent)
+
+
+def test_refused_credentials_stop_the_feed_with_one_error_and_no_token_in_logs() -> None:
+    async def scenario(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
+        await asyncio.sleep(0.3)
+
+    with pytest.raises(ExceptionGroup) as group:
+        _run(scenario, [(TOKENS[0], "ltp")], api_key="")  # the simulator answers HTTP 403, as Kite does
+    assert group.group_contains(FeedAuthError, match="refused the credentials")
+
+
+def test_subscribe_messages_group_tokens_by_mode() -> None:
+    assert [json.loads(m) for m in subscribe_messages([(1, "full"), (2, "ltp"), (3, "full")])] == [
+        {"a": "subscribe", "v": [1, 2, 3]},
+        {"a": "mode", "v": ["ltp", [2]]},
+        {"a": "mode", "v": ["full", [1, 3]]},
+    ]
+
+
+def test_at_most_3000_per_connection_and_3_connections() -> None:
+    parts = shard([(t, "ltp") for t in range(1, 7001)])
+    assert [len(p) for p in parts] == [3000, 3000, 1000]
+    with pytest.raises(ConfigError, match="9001 instruments requested; Kite allows at most 9000"):
+        shard([(t, "ltp") for t in range(1, 9002)])
