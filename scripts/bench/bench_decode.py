@@ -1,7 +1,8 @@
-"""Benchmark: Dhan decode throughput (packets/s) of tickpipe vs the official dhanhq SDK parser.
+"""Benchmark: decode throughput (packets/s) of tickpipe vs the official SDKs' parsers.
 
-The same packets, in the same run; prints both rates and the ratio (target: at least 3x).
-Ours produces complete, enriched Ticks; the SDK produces dicts of formatted strings.
+Dhan (dhanhq) and Kite (kiteconnect), full and quote packets, one per frame as the feeds send
+them; the same packets, in the same run; prints both rates and the ratio (target: at least 3x).
+Ours produces complete, enriched Ticks; the SDKs produce dicts (Dhan's of formatted strings).
 
     uv run python scripts/bench/bench_decode.py --packets 100000
 """
@@ -14,9 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dhanhq.marketfeed import MarketFeed
+from kiteconnect.ticker import KiteTicker
 
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.parse import DhanDecoder
+from tickpipe_ingestion.kite.parse import KiteDecoder
+from tickpipe_ingestion.simulator import kite as kite_sim
 from tickpipe_ingestion.simulator.dhan import encode_full
 from tickpipe_ingestion.simulator.market import make_instruments
 
@@ -50,11 +54,25 @@ def main() -> None:
         decoder = DhanDecoder()
         ours = best_of(args.runs, lambda packets=packets, decoder=decoder: [decoder.decode(p, now) for p in packets])
         theirs = best_of(args.runs, lambda packets=packets: [sdk.process_data(p) for p in packets])
-        n = len(packets)
-        print(
-            f"{name:5}: tickpipe {n / ours:,.0f} packets/s   dhanhq SDK {n / theirs:,.0f} packets/s   "
-            f"ratio {theirs / ours:.2f}x"
-        )
+        report(f"dhan {name}", len(packets), ours, theirs)
+
+    quotes = [instruments[i % 100].step() for i in range(args.packets)]
+    tokens = [kite_sim.kite_token(instruments[i % 100]) for i in range(args.packets)]
+    kite_frames = {
+        "full": [kite_sim.frame([kite_sim.encode_full(t, q, ltt)]) for t, q in zip(tokens, quotes, strict=True)],
+        "quote": [kite_sim.frame([kite_sim.encode_quote(t, q)]) for t, q in zip(tokens, quotes, strict=True)],
+    }
+    ticker = object.__new__(KiteTicker)
+    for name, frames in kite_frames.items():
+        kite_decoder = KiteDecoder()
+        ours = best_of(args.runs, lambda f=frames, d=kite_decoder: [d.decode(x, now) for x in f])
+        theirs = best_of(args.runs, lambda f=frames: [ticker._parse_binary(x) for x in f])
+        report(f"kite {name}", len(frames), ours, theirs)
+
+
+def report(name: str, n: int, ours: float, theirs: float) -> None:
+    rates = f"tickpipe {n / ours:>9,.0f} packets/s   SDK {n / theirs:>9,.0f} packets/s"
+    print(f"{name:10}: {rates}   ratio {theirs / ours:.2f}x")
 
 
 if __name__ == "__main__":
