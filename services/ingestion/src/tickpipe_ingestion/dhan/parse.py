@@ -13,7 +13,7 @@ from datetime import datetime
 
 from tickpipe_core import Tick, new_tick_id
 from tickpipe_core.tick import TimeSource
-from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
+from tickpipe_ingestion.decoding import NO_DEPTH, BadPackets, EpochSeconds
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.enrich import derive
 from tickpipe_ingestion.instruments import InstrumentLookup
@@ -150,12 +150,7 @@ class DhanDecoder:
                 None,  # low
                 None,  # close
                 st.prev_close,
-                (),  # bid_price
-                (),  # bid_qty
-                (),  # bid_orders
-                (),  # ask_price
-                (),  # ask_qty
-                (),  # ask_orders
+                *NO_DEPTH,
                 self.instrument_ids.get((segment, sid)),
                 *derive(ltp, st.prev_close, (), (), (), (), None, None),
             )
@@ -192,12 +187,7 @@ class DhanDecoder:
                 day_low,
                 day_close,
                 st.prev_close,
-                (),  # bid_price
-                (),  # bid_qty
-                (),  # bid_orders
-                (),  # ask_price
-                (),  # ask_qty
-                (),  # ask_orders
+                *NO_DEPTH,
                 self.instrument_ids.get((segment, sid)),
                 *derive(ltp, st.prev_close, (), (), (), (), buy, sell),
             )

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from tickpipe_core import Tick, new_tick_id
 from tickpipe_core.tick import TimeSource
-from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
+from tickpipe_ingestion.decoding import NO_DEPTH, BadPackets, EpochSeconds
 from tickpipe_ingestion.enrich import derive
 from tickpipe_ingestion.instruments import InstrumentLookup
 from tickpipe_ingestion.kite import wire
@@ -89,12 +89,7 @@ class KiteDecoder:
                 None,  # low
                 None,  # close
                 None,  # prev_close
-                (),  # bid_price
-                (),  # bid_qty
-                (),  # bid_orders
-                (),  # ask_price
-                (),  # ask_qty
-                (),  # ask_orders
+                *NO_DEPTH,
                 self.instrument_ids.get(token),
                 *derive(ltp, None, (), (), (), (), None, None),
             )
@@ -133,12 +128,7 @@ class KiteDecoder:
                 low / d,
                 prev,
                 prev,
-                (),  # bid_price
-                (),  # bid_qty
-                (),  # bid_orders
-                (),  # ask_price
-                (),  # ask_qty
-                (),  # ask_orders
+                *NO_DEPTH,
                 self.instrument_ids.get(token),
                 *derive(ltp, prev, (), (), (), (), None, None),
             )
@@ -172,12 +162,7 @@ class KiteDecoder:
                 low / d,
                 prev,
                 prev,
-                (),  # bid_price
-                (),  # bid_qty
-                (),  # bid_orders
-                (),  # ask_price
-                (),  # ask_qty
-                (),  # ask_orders
+                *NO_DEPTH,
                 self.instrument_ids.get(token),
                 *derive(ltp, prev, (), (), (), (), buy, sell),
             )
