@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from pydantic import SecretStr
@@ -22,6 +23,7 @@ from tickpipe_core.settings import (
 )
 from tickpipe_ingestion import run_ingest
 from tickpipe_ingestion.service import Brokers
+from tickpipe_ingestion.simulator.server import SimulatorServer
 from tickpipe_workers import run_workers
 
 
@@ -105,3 +107,14 @@ async def run_pipeline(
     await ingest
     stop_work.set()
     await work
+
+
+def run_simulated(simulator: SimulatorServer, brokers: Callable[[str], Brokers], **pipeline: Any) -> None:
+    """Serve `simulator` and run the pipeline against it (brokers(url)) until it sent all and `rows` are stored."""
+
+    async def scenario() -> None:
+        async with simulator.serving() as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            await run_pipeline(brokers=brokers(url), sent_all=lambda: simulator.done, **pipeline)
+
+    asyncio.run(scenario())

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +12,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from tests.integration.pipeline import dhan, run_pipeline
+from tests.helpers import free_port
+from tests.integration.pipeline import dhan, run_simulated
 from tickpipe_core import Topology
 from tickpipe_ingestion.dhan.wire import IST_OFFSET_SECONDS
 from tickpipe_ingestion.simulator.dhan import DhanSimulator
@@ -30,21 +29,14 @@ def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
     instruments = make_instruments(7, seed=11)
     simulator = DhanSimulator(instruments, rate=3000, max_ticks=total, record=True)
 
-    async def scenario() -> None:
-        async with simulator.serving() as server:
-            await run_pipeline(
-                brokers=dhan(
-                    f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
-                    [(i.segment, i.security_id) for i in instruments],
-                ),
-                database_url=database_url,
-                amqp_url=amqp_url,
-                topology=topology,
-                rows=total,
-                sent_all=lambda: simulator.done,
-            )
-
-    asyncio.run(scenario())
+    run_simulated(
+        simulator,
+        lambda url: dhan(url, [(i.segment, i.security_id) for i in instruments]),
+        database_url=database_url,
+        amqp_url=amqp_url,
+        topology=topology,
+        rows=total,
+    )
 
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
@@ -84,12 +76,6 @@ def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
         assert abs((row[26] - row[2]).total_seconds()) < 5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("source", ["dhan", "kite"])
 def test_tickpipe_run_ingests_within_seconds_and_stops_cleanly_on_sigterm(
     empty_database_url: str, amqp_url: str, topology: Topology, source: str
@@ -103,7 +89,7 @@ def test_tickpipe_run_ingests_within_seconds_and_stops_cleanly_on_sigterm(
         "LOG_FORMAT": "json",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tickpipe", "run", "--workers", "2", "--rate", "300", "--port", str(_free_port())],
+        [sys.executable, "-m", "tickpipe", "run", "--workers", "2", "--rate", "300", "--port", str(free_port())],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

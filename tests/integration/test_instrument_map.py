@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from tests.integration.pipeline import dhan, run_pipeline
+from tests.integration.pipeline import dhan, run_simulated
 from tests.unit.test_instrument_masters import COMPACT_HEADER
 from tickpipe_core import Topology
 from tickpipe_core.instruments import parse_master, sync_instruments
@@ -38,23 +38,16 @@ def test_ticks_carry_the_instrument_id_and_unknown_ids_follow_the_policy(
     ids = _list_in_master(database_url, [i.security_id for i in instruments[:3]])  # the 4th is not listed
     simulator = DhanSimulator(instruments, rate=2000, max_ticks=800)
 
-    async def scenario() -> None:
-        async with simulator.serving() as server:
-            await run_pipeline(
-                brokers=dhan(
-                    f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
-                    [(i.segment, i.security_id) for i in instruments],
-                ),
-                database_url=database_url,
-                amqp_url=amqp_url,
-                topology=topology,
-                rows=600 if unknown == "drop" else 800,
-                sent_all=lambda: simulator.done,
-                unknown=unknown,
-            )
-
     with capture_logs() as logs:
-        asyncio.run(scenario())
+        run_simulated(
+            simulator,
+            lambda url: dhan(url, [(i.segment, i.security_id) for i in instruments]),
+            database_url=database_url,
+            amqp_url=amqp_url,
+            topology=topology,
+            rows=600 if unknown == "drop" else 800,
+            unknown=unknown,
+        )
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("select security_id, instrument_id, count(*) from ticks group by 1, 2").fetchall()
     expected = {(sid, iid, 200) for sid, iid in ids.items()}

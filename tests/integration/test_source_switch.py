@@ -3,7 +3,6 @@ once over Kite's, lands in the same table with the same instruments and the same
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import subprocess
@@ -12,7 +11,7 @@ import sys
 import psycopg
 import pytest
 
-from tests.integration.pipeline import dhan, kite, run_pipeline
+from tests.integration.pipeline import dhan, kite, run_simulated
 from tests.unit.test_instrument_masters import COMPACT_HEADER
 from tickpipe_core import Topology
 from tickpipe_core.instruments import parse_master, sync_instruments
@@ -51,24 +50,18 @@ def _run(source: str, database_url: str, amqp_url: str, topology: Topology) -> N
         instruments, rate=2000, max_ticks=TICKS, packets_per_frame=3
     )
 
-    async def scenario() -> None:
-        async with simulator.serving() as server:
-            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-            brokers = (
-                dhan(url, [(i.segment, i.security_id) for i in instruments])
-                if source == "dhan"
-                else kite(url, [kite_token(i) for i in instruments])
-            )
-            await run_pipeline(
-                brokers=brokers,
-                database_url=database_url,
-                amqp_url=amqp_url,
-                topology=topology,
-                rows=TICKS if source == "dhan" else 2 * TICKS,
-                sent_all=lambda: simulator.done,
-            )
-
-    asyncio.run(scenario())
+    run_simulated(
+        simulator,
+        lambda url: (
+            dhan(url, [(i.segment, i.security_id) for i in instruments])
+            if source == "dhan"
+            else kite(url, [kite_token(i) for i in instruments])
+        ),
+        database_url=database_url,
+        amqp_url=amqp_url,
+        topology=topology,
+        rows=TICKS if source == "dhan" else 2 * TICKS,
+    )
 
 
 def test_dhan_then_kite_fill_one_table_with_the_same_instruments_and_enrichment(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from tests.helpers import free_port
 from tickpipe_core import ConfigError, FeedAuthError
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.feed import DhanFeed, shard, subscribe_messages
@@ -18,15 +18,9 @@ from tickpipe_ingestion.feed import Backoff
 TOKEN = "eyJ-known-secret-token-1234567890"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_token_appears_in_no_log_line_around_a_failed_connection() -> None:
     feed = DhanFeed(
-        base_url=f"ws://127.0.0.1:{_closed_port()}",
+        base_url=f"ws://127.0.0.1:{free_port()}",
         client_id="1000",
         token=SecretStr(TOKEN),
         mode="full",

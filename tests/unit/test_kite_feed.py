@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from tests.helpers import until
 from tickpipe_core import ConfigError, FeedAuthError, Tick
 from tickpipe_ingestion.feed import Backoff
 from tickpipe_ingestion.kite.feed import KiteFeed, shard, subscribe_messages
@@ -21,14 +21,6 @@ from tickpipe_ingestion.simulator.market import make_instruments
 TOKEN = "kite-secret-access-token-0123456789"
 INSTRUMENTS = make_instruments(4, seed=8)
 TOKENS = [kite_token(i) for i in INSTRUMENTS]
-
-
-async def _until(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def _run(
@@ -70,7 +62,7 @@ def _run(
 
 
 async def _all(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
-    await _until(lambda: sim.done and len(ticks) >= sim.ticks_sent, "every tick")
+    await until(lambda: sim.done and len(ticks) >= sim.ticks_sent, "every tick")
 
 
 def _key(t: Tick) -> tuple[int, int | None]:
@@ -111,7 +103,7 @@ def test_heartbeats_and_text_frames_errors_counted_orders_passed_on() -> None:
         await sim.send_text(json.dumps(order))
         await sim.send_text(json.dumps({"type": "message", "data": "hello"}))
         await sim.send_text("not json")
-        await _until(lambda: feed.decoder.counters["heartbeats"] >= 1, "a heartbeat while idle")
+        await until(lambda: feed.decoder.counters["heartbeats"] >= 1, "a heartbeat while idle")
 
     _, feed, _, orders, logs = _run(scenario, [(t, "quote") for t in TOKENS], total=50)
     counters = feed.decoder.counters
@@ -124,7 +116,7 @@ def test_heartbeats_and_text_frames_errors_counted_orders_passed_on() -> None:
 
 def test_an_abrupt_close_reconnects_resubscribes_with_modes_and_loses_nothing() -> None:
     async def scenario(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
-        await _until(lambda: len(ticks) >= 100, "ticks before the fault")
+        await until(lambda: len(ticks) >= 100, "ticks before the fault")
         await sim.drop()
         await _all(sim, feed, ticks)
 

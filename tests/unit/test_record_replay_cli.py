@@ -13,16 +13,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from tests.helpers import free_port
 from tickpipe_core import Tick
 from tickpipe_ingestion.capture import read_frames, read_header
 from tickpipe_ingestion.dhan.feed import DhanFeed
 from tickpipe_ingestion.dhan.parse import DhanDecoder
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tickpipe(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -45,7 +40,7 @@ def _wait_listening(port: int) -> None:
 
 
 def test_record_then_replay_reproduces_the_frames_and_ticks(tmp_path: Path) -> None:
-    port, replay_port = _free_port(), _free_port()
+    port, replay_port = free_port(), free_port()
     capture = tmp_path / "day.cap.gz"
     simulator = _tickpipe("simulate", "--port", str(port), "--instruments", "3", "--rate", "300")
     try:

@@ -107,18 +107,14 @@ class FeedConnection:
             except FeedAuthError as e:
                 self.log.error("feed_stopped", reason=str(e))
                 raise
-            except websockets.exceptions.InvalidStatus as e:
-                status = e.response.status_code
-                if status not in (401, 403):
-                    if self._stopping.is_set():
-                        break
-                    self.log.warning("feed_disconnected", error=f"handshake refused with HTTP {status}")
-                else:
-                    # The broker refused the credentials; retrying cannot fix that.
-                    error = FeedAuthError(f"{self.name}: the broker refused the credentials (HTTP {status})")
+            except (OSError, websockets.exceptions.WebSocketException, FeedError) as e:
+                if isinstance(e, websockets.exceptions.InvalidStatus) and e.response.status_code in (401, 403):
+                    # The broker refused the credentials at the handshake; retrying cannot fix that.
+                    error = FeedAuthError(
+                        f"{self.name}: the broker refused the credentials (HTTP {e.response.status_code})"
+                    )
                     self.log.error("feed_stopped", reason=str(error))
                     raise error from None
-            except (OSError, websockets.exceptions.WebSocketException, FeedError) as e:
                 if self._stopping.is_set():
                     break
                 self.log.warning("feed_disconnected", error=redact(f"{type(e).__name__}: {e}"))

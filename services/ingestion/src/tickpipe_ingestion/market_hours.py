@@ -8,13 +8,13 @@ exchange adds mid-year (NSE added 2026-01-15 late) needs no release.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Literal
 
 from tickpipe_core import ConfigError
+from tickpipe_core.india import IST
 
-IST = timezone(timedelta(hours=5, minutes=30), "IST")
 MarketName = Literal["nse", "mcx", "always"]
 
 # Pre-open starts at 09:00 on NSE/BSE; packets flow from then. MCX runs 09:00-23:55 at the latest

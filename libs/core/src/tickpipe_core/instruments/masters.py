@@ -155,21 +155,9 @@ def _dhan_type(instrument: str, option_type: str | None) -> str:
     return instrument
 
 
-def _dhan_row(
-    exchange: str,
-    segment: str,
-    security_id: str,
-    instrument: str,
-    symbol: str,
-    name: str,
-    underlying: str,
-    lot: str,
-    expiry: str,
-    strike: str,
-    option_type: str,
-    tick_paise: str,
-    columns: tuple[str, ...],
-) -> InstrumentRow:
+def _dhan_row(v: list[str], columns: tuple[str, ...]) -> InstrumentRow:
+    """A row of either Dhan format, its values in `columns` order, name and underlying already chosen."""
+    exchange, segment, security_id, instrument, symbol, name, underlying, lot, expiry, strike, option_type, tick = v
     feed_segment = DHAN_FEED_SEGMENTS.get((exchange, segment))
     if feed_segment is None:
         raise _RowError(f"{columns[0]}/{columns[1]}: unknown exchange and segment {exchange},{segment}")
@@ -189,7 +177,7 @@ def _dhan_row(
         _decimal(lot, columns[7]),
         # Tick sizes are in paise (INFY 10.0000 = Rs 0.10), except on index rows, which carry 0.05:
         # an index is not traded, and its conventional tick is Rs 0.05, so it is taken as rupees.
-        _decimal(tick_paise, columns[11]) / (1 if segment == "I" else 100),
+        _decimal(tick, columns[11]) / (1 if segment == "I" else 100),
         feed_segment,
         sid,
         None,
@@ -230,46 +218,19 @@ _DHAN_DETAILED_REQUIRED = (*_DHAN_DETAILED[:5], "LOT_SIZE", "TICK_SIZE")
 
 
 def _compact(v: list[str]) -> InstrumentRow:
-    exchange, segment, sid, instrument, symbol, custom, company, lot, expiry, strike, option, tick = v
+    segment, symbol, custom, company = v[1], v[4], v[5], v[6]
     # Derivatives carry no underlying column here: NIFTY-Mar2026-FUT's underlying is NIFTY.
     underlying = symbol.split("-", 1)[0] if segment in ("D", "C", "M") else symbol
-    return _dhan_row(
-        exchange,
-        segment,
-        sid,
-        instrument,
-        symbol,
-        company or custom,
-        underlying,
-        lot,
-        expiry,
-        strike,
-        option,
-        tick,
-        _DHAN_COMPACT,
-    )
+    v[5], v[6] = company or custom, underlying
+    return _dhan_row(v, _DHAN_COMPACT)
 
 
 def _detailed(v: list[str]) -> InstrumentRow:
-    exchange, segment, sid, instrument, symbol, display, underlying, lot, expiry, strike, option, tick = v
+    instrument, symbol, display, underlying = v[3], v[4], v[5], v[6]
     if instrument in ("EQUITY", "INDEX") and underlying:
         # For cash and index rows SYMBOL_NAME is the company name; the ticker is the underlying.
-        symbol, display = underlying, display or symbol
-    return _dhan_row(
-        exchange,
-        segment,
-        sid,
-        instrument,
-        symbol,
-        display,
-        underlying,
-        lot,
-        expiry,
-        strike,
-        option,
-        tick,
-        _DHAN_DETAILED,
-    )
+        v[4], v[5] = underlying, display or symbol
+    return _dhan_row(v, _DHAN_DETAILED)
 
 
 # -- Kite ---------------------------------------------------------------------------------------

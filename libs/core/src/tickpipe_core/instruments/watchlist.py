@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tickpipe_core.errors import ConfigError
-
-_IST = timezone(timedelta(hours=5, minutes=30))
+from tickpipe_core.india import india_today
 
 
 class _Rule(BaseModel):
@@ -91,10 +90,6 @@ _COLUMNS = (
     "instrument_id, exchange, trading_symbol, instrument_type, expiry, strike, option_type,"
     " dhan_segment, dhan_security_id, kite_instrument_token"
 )
-
-
-def india_today() -> date:
-    return datetime.now(UTC).astimezone(_IST).date()
 
 
 def resolve(database_url: str, watchlist: Watchlist, today: date | None = None) -> list[Selected]:

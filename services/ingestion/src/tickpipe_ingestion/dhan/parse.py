@@ -125,7 +125,7 @@ class DhanDecoder:
     ) -> None:
         st = self.state(seg, sid)
         ts, source = self._times(ltt, receive_ts)
-        segment = wire.SEGMENTS.get(seg) or f"SEGMENT_{seg}"
+        segment = wire.segment_name(seg)
         out.ticks.append(
             Tick(
                 new_tick_id(),
@@ -162,7 +162,7 @@ class DhanDecoder:
         )
         st = self.state(seg, sid)
         ts, source = self._times(ltt, receive_ts)
-        segment = wire.SEGMENTS.get(seg) or f"SEGMENT_{seg}"
+        segment = wire.segment_name(seg)
         out.ticks.append(
             Tick(
                 new_tick_id(),
@@ -204,7 +204,7 @@ class DhanDecoder:
         st = self.state(seg, sid)
         st.oi = oi
         ts, source = self._times(ltt, receive_ts)
-        segment = wire.SEGMENTS.get(seg) or f"SEGMENT_{seg}"
+        segment = wire.segment_name(seg)
         out.ticks.append(
             Tick(
                 new_tick_id(),

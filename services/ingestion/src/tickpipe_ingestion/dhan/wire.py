@@ -46,6 +46,11 @@ SEGMENTS = {
 }
 SEGMENT_CODES = {name: code for code, name in SEGMENTS.items()}
 
+
+def segment_name(code: int) -> str:
+    return SEGMENTS.get(code) or f"SEGMENT_{code}"
+
+
 DISCONNECT_REASONS = {
     800: "internal server error",
     804: "instruments exceed limit",

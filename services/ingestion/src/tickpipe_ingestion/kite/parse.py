@@ -69,7 +69,7 @@ class KiteDecoder:
             Tick(
                 new_tick_id(),
                 "kite",
-                wire.SEGMENTS.get(token & 0xFF) or f"SEGMENT_{token & 0xFF}",
+                wire.segment_name(token),
                 token,
                 receive_ts,
                 receive_ts,
@@ -108,7 +108,7 @@ class KiteDecoder:
             Tick(
                 new_tick_id(),
                 "kite",
-                wire.SEGMENTS.get(token & 0xFF) or f"SEGMENT_{token & 0xFF}",
+                wire.segment_name(token),
                 token,
                 exchange_ts or receive_ts,
                 receive_ts,
@@ -142,7 +142,7 @@ class KiteDecoder:
             Tick(
                 new_tick_id(),
                 "kite",
-                wire.SEGMENTS.get(token & 0xFF) or f"SEGMENT_{token & 0xFF}",
+                wire.segment_name(token),
                 token,
                 receive_ts,
                 receive_ts,
@@ -184,7 +184,7 @@ class KiteDecoder:
             Tick(
                 new_tick_id(),
                 "kite",
-                wire.SEGMENTS.get(token & 0xFF) or f"SEGMENT_{token & 0xFF}",
+                wire.segment_name(token),
                 token,
                 exchange_ts or receive_ts,
                 receive_ts,

@@ -52,6 +52,11 @@ MAX_INSTRUMENTS_PER_CONNECTION = 3000
 MAX_CONNECTIONS = 3
 
 
+def segment_name(token: int) -> str:
+    segment = token & 0xFF
+    return SEGMENTS.get(segment) or f"SEGMENT_{segment}"
+
+
 def divisor(token: int) -> float:
     return DIVISORS.get(token & 0xFF, DEFAULT_DIVISOR)
 

@@ -51,9 +51,10 @@ def encode_ltp(token: int, q: Quote) -> bytes:
     return wire.LTP_PACKET.pack(token, _price(q.ltp, wire.divisor(token)))
 
 
-def encode_quote(token: int, q: Quote) -> bytes:
+def _quote_fields(token: int, q: Quote) -> tuple[int, ...]:
+    """The fields a quote packet and the start of a full packet share, in wire order."""
     d = wire.divisor(token)
-    return wire.QUOTE_PACKET.pack(
+    return (
         token,
         _price(q.ltp, d),
         q.ltq,
@@ -68,6 +69,10 @@ def encode_quote(token: int, q: Quote) -> bytes:
     )
 
 
+def encode_quote(token: int, q: Quote) -> bytes:
+    return wire.QUOTE_PACKET.pack(*_quote_fields(token, q))
+
+
 def encode_full(token: int, q: Quote, trade_time: int) -> bytes:
     d = wire.divisor(token)
     depth: list[int] = []
@@ -76,7 +81,7 @@ def encode_full(token: int, q: Quote, trade_time: int) -> bytes:
     for qty, price, orders in zip(q.ask_qty, q.ask_price, q.ask_orders, strict=True):
         depth += [qty, _price(price, d), orders]
     return wire.FULL_PACKET.pack(
-        *wire.QUOTE_PACKET.unpack(encode_quote(token, q)),
+        *_quote_fields(token, q),
         trade_time,
         q.oi,
         q.oi_high,
