@@ -20,9 +20,9 @@ from kiteconnect.ticker import KiteTicker
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.parse import DhanDecoder
 from tickpipe_ingestion.kite.parse import KiteDecoder
-from tickpipe_ingestion.simulator import kite as kite_sim
-from tickpipe_ingestion.simulator.dhan import encode_full
-from tickpipe_ingestion.simulator.market import make_instruments
+from tickpipe_simulator import kite as kite_sim
+from tickpipe_simulator.dhan import encode_full
+from tickpipe_simulator.market import make_instruments
 
 
 def quote_packet(full: bytes) -> bytes:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from tickpipe_core.db import with_database
-from tickpipe_core.instruments import open_master, parse_master, sync_instruments
+from tickpipe_instruments import open_master, parse_master, sync_instruments
 from tickpipe_core.logging import configure_logging
 from tickpipe_core.migrate import migrate
 

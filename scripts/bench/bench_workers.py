@@ -32,8 +32,8 @@ from tickpipe_core.migrate import migrate
 from tickpipe_core.settings import WorkerSettings
 from tickpipe_core.topology import TICKS_ROUTING_KEY
 from tickpipe_ingestion.dhan.parse import DhanDecoder
-from tickpipe_ingestion.simulator.dhan import encode_full
-from tickpipe_ingestion.simulator.market import make_instruments
+from tickpipe_simulator.dhan import encode_full
+from tickpipe_simulator.market import make_instruments
 from tickpipe_workers import run_workers
 
 

@@ -111,7 +111,7 @@ def ingest(record: Path | None, watchlist: Path | None) -> None:
     Each tick carries our instrument id, from a map of the database's instruments that is reloaded
     every INSTRUMENTS_REFRESH_S seconds and on SIGHUP.
     """
-    from tickpipe_core.instruments.watchlist import load_watchlist, resolve
+    from tickpipe_instruments.watchlist import load_watchlist, resolve
     from tickpipe_ingestion import run_ingest
 
     brokers = _brokers()
@@ -227,10 +227,10 @@ def simulate(
 ) -> None:
     """Serve a simulated exchange, or a recorded capture, over the broker's real WebSocket protocol."""
     from tickpipe_ingestion.capture import read_frames, read_header
-    from tickpipe_ingestion.simulator.dhan import DhanSimulator
-    from tickpipe_ingestion.simulator.kite import KiteSimulator
-    from tickpipe_ingestion.simulator.market import make_instruments
-    from tickpipe_ingestion.simulator.replay import Replay
+    from tickpipe_simulator.dhan import DhanSimulator
+    from tickpipe_simulator.kite import KiteSimulator
+    from tickpipe_simulator.market import make_instruments
+    from tickpipe_simulator.replay import Replay
 
     server_of: Replay | DhanSimulator | KiteSimulator
     if replay is not None:
@@ -278,7 +278,7 @@ def instruments_sync(source: str, path: Path | None, download: bool, dry_run: bo
     Bad rows are reported with their line number and skipped; a missing required column rejects the
     whole file. Instruments the master no longer lists are marked inactive, never deleted.
     """
-    from tickpipe_core.instruments import download_master, open_master, parse_master, sync_instruments
+    from tickpipe_instruments import download_master, open_master, parse_master, sync_instruments
 
     if (path is None) == (not download):
         raise click.UsageError("give exactly one of --file PATH and --download")
@@ -324,7 +324,7 @@ def instruments_sync(source: str, path: Path | None, download: bool, dry_run: bo
 @_reads(DatabaseSettings)
 def instruments_select(watchlist: Path, spot: float | None) -> None:
     """Print the instruments a watchlist (YAML or TOML) resolves to."""
-    from tickpipe_core.instruments.watchlist import load_watchlist, resolve
+    from tickpipe_instruments.watchlist import load_watchlist, resolve
 
     wl = load_watchlist(watchlist)
     if spot is not None:
@@ -402,8 +402,8 @@ def run(count: int, instruments: int, rate: float, port: int, no_simulator: bool
 
 def _simulator_env(source: str, port: int, count: int) -> dict[str, str]:
     """Settings that point ingestion at `tickpipe simulate --source SOURCE --instruments COUNT`."""
-    from tickpipe_ingestion.simulator.kite import kite_token
-    from tickpipe_ingestion.simulator.market import make_instruments
+    from tickpipe_simulator.kite import kite_token
+    from tickpipe_simulator.market import make_instruments
 
     simulated = make_instruments(count)  # the same instruments the simulator child builds
     env = {"DATA_SOURCE": source, "INGEST_MARKET_HOURS": "always"}  # the simulated market never closes

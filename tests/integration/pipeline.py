@@ -23,7 +23,7 @@ from tickpipe_core.settings import (
 )
 from tickpipe_ingestion import run_ingest
 from tickpipe_ingestion.service import Brokers
-from tickpipe_ingestion.simulator.server import SimulatorServer
+from tickpipe_simulator.server import SimulatorServer
 from tickpipe_workers import run_workers
 
 

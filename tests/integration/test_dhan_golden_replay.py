@@ -24,7 +24,7 @@ from tests.integration.pipeline import dhan, run_pipeline
 from tickpipe_core import Topology
 from tickpipe_ingestion.capture import CaptureWriter, read_frames
 from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.simulator.replay import Replay
+from tickpipe_simulator.replay import Replay
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from tests.helpers import free_port
 from tests.integration.pipeline import dhan, run_simulated
 from tickpipe_core import Topology
 from tickpipe_ingestion.dhan.wire import IST_OFFSET_SECONDS
-from tickpipe_ingestion.simulator.dhan import DhanSimulator
-from tickpipe_ingestion.simulator.market import f32, make_instruments
+from tickpipe_simulator.dhan import DhanSimulator
+from tickpipe_simulator.market import f32, make_instruments
 
 pytestmark = pytest.mark.integration
 

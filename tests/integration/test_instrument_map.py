@@ -12,10 +12,10 @@ from structlog.testing import capture_logs
 from tests.integration.pipeline import dhan, run_simulated
 from tests.unit.test_instrument_masters import COMPACT_HEADER
 from tickpipe_core import Topology
-from tickpipe_core.instruments import parse_master, sync_instruments
-from tickpipe_ingestion.instruments import InstrumentMap
-from tickpipe_ingestion.simulator.dhan import DhanSimulator
-from tickpipe_ingestion.simulator.market import make_instruments
+from tickpipe_instruments import parse_master, sync_instruments
+from tickpipe_ingestion.instrument_map import InstrumentMap
+from tickpipe_simulator.dhan import DhanSimulator
+from tickpipe_simulator.market import make_instruments
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.unit.test_instrument_masters import COMPACT_HEADER
 from tickpipe_core import SyncError
-from tickpipe_core.instruments import ParsedMaster, open_master, parse_master, sync_instruments
+from tickpipe_instruments import ParsedMaster, open_master, parse_master, sync_instruments
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import pytest
 from tests.integration.pipeline import dhan, kite, run_simulated
 from tests.unit.test_instrument_masters import COMPACT_HEADER
 from tickpipe_core import Topology
-from tickpipe_core.instruments import parse_master, sync_instruments
-from tickpipe_ingestion.simulator.dhan import DhanSimulator
-from tickpipe_ingestion.simulator.kite import KiteSimulator, kite_token
-from tickpipe_ingestion.simulator.market import SimInstrument, make_instruments
+from tickpipe_instruments import parse_master, sync_instruments
+from tickpipe_simulator.dhan import DhanSimulator
+from tickpipe_simulator.kite import KiteSimulator, kite_token
+from tickpipe_simulator.market import SimInstrument, make_instruments
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from tickpipe_core import ConfigError
-from tickpipe_core.instruments import open_master, parse_master, sync_instruments
-from tickpipe_core.instruments.watchlist import OptionsRule, Watchlist, load_watchlist, resolve
+from tickpipe_instruments import open_master, parse_master, sync_instruments
+from tickpipe_instruments.watchlist import OptionsRule, Watchlist, load_watchlist, resolve
 
 pytestmark = pytest.mark.integration
 

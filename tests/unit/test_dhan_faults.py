@@ -20,10 +20,11 @@ from tickpipe_core import FeedAuthError, Tick
 from tickpipe_core.india import india_today
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.feed import DhanFeed
-from tickpipe_ingestion.feed import Backoff, Watchdog
+from tickpipe_core import Backoff
+from tickpipe_ingestion.feed import Watchdog
 from tickpipe_ingestion.market_hours import MarketHours
-from tickpipe_ingestion.simulator.dhan import DhanSimulator, encode_full
-from tickpipe_ingestion.simulator.market import make_instruments
+from tickpipe_simulator.dhan import DhanSimulator, encode_full
+from tickpipe_simulator.market import make_instruments
 
 TOKEN = "eyJ-fault-test-token-0987654321"
 TOTAL = 600
@@ -61,9 +62,8 @@ def _run(
             await until(lambda: len(ticks) >= 100, "ticks before the fault")
             await scenario(sim, feed, ticks)
             if expect_auth_error:
-                with pytest.raises(ExceptionGroup) as group:
+                with pytest.raises(FeedAuthError):  # itself, not wrapped in the feed's task group
                     await asyncio.wait_for(task, 5)
-                assert group.group_contains(FeedAuthError)
                 return feed
             await until(lambda: sim.done and len(ticks) >= sim.ticks_sent, "every tick to arrive")
             feed.stop()

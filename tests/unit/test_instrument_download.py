@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 
 from tickpipe_core import SyncError
-from tickpipe_core.instruments import download_master, open_master
+from tickpipe_instruments import download_master, open_master
 
 BODY = b"instrument_token,exchange_token\n408065,1594\n"
 ETAG = '"v1"'

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tickpipe_core import SyncError
-from tickpipe_core.instruments import BadRow, InstrumentRow, ParsedMaster, open_master, parse_master
+from tickpipe_instruments import BadRow, InstrumentRow, ParsedMaster, open_master, parse_master
 
 DATA = Path(__file__).parent.parent / "data"
 

@@ -55,9 +55,11 @@ def _frame(packets: list[bytes]) -> bytes:
     return struct.pack(">H", len(packets)) + b"".join(struct.pack(">H", len(p)) + p for p in packets)
 
 
-def _same_instant(ours: datetime, theirs: datetime | None, time_source: str) -> bool:
+def _same_instant(ours: datetime | None, theirs: datetime | None) -> bool:
+    """The SDK gives naive local times (or None or the epoch for a zero field); we give aware UTC or None."""
     if theirs is None or theirs.timestamp() == 0:
-        return time_source == "receive"
+        return ours is None
+    assert ours is not None
     return ours.timestamp() == theirs.timestamp()
 
 
@@ -71,7 +73,7 @@ def _compare(t: Tick, s: dict[str, Any], length: int) -> None:
     assert t.change_pct == (s["change"] if ohlc["close"] > 0 else None)
     if length in (wire.INDEX_QUOTE, wire.INDEX_FULL):
         if length == wire.INDEX_FULL:
-            assert _same_instant(t.exchange_ts, s["exchange_timestamp"], t.time_source)
+            assert _same_instant(t.packet_ts, s["exchange_timestamp"])
         return
     assert (t.ltq, t.atp, t.volume, t.total_buy_qty, t.total_sell_qty) == (
         s["last_traded_quantity"], s["average_traded_price"], s["volume_traded"],
@@ -79,11 +81,8 @@ def _compare(t: Tick, s: dict[str, Any], length: int) -> None:
     )  # fmt: skip
     if length == wire.FULL:
         assert (t.oi, t.oi_day_high, t.oi_day_low) == (s["oi"], s["oi_day_high"], s["oi_day_low"])
-        ltt = s["last_trade_time"]
-        if ltt is not None and ltt.timestamp() != 0:
-            assert t.exchange_ts.timestamp() == ltt.timestamp()
-        else:
-            assert _same_instant(t.exchange_ts, s["exchange_timestamp"], t.time_source)
+        assert _same_instant(t.last_trade_ts, s["last_trade_time"])
+        assert _same_instant(t.packet_ts, s["exchange_timestamp"])
         buy, sell = s["depth"]["buy"], s["depth"]["sell"]
         assert list(zip(t.bid_qty, t.bid_price, t.bid_orders, strict=True)) == [
             (d["quantity"], d["price"], d["orders"]) for d in buy

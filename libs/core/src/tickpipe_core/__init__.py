@@ -1,4 +1,5 @@
-"""Code both tickpipe services share: the tick, the queue contract, settings, logging, database."""
+"""The contract every tickpipe service shares: the tick, the queue codec and topology, errors and retries,
+settings, logging, database access and migrations. Nothing here that a worker does not need."""
 
 from tickpipe_core.codec import CONTENT_TYPE, SCHEMA_HEADER, SCHEMA_VERSION, decode_batch, encode_batch
 from tickpipe_core.errors import (
@@ -10,9 +11,10 @@ from tickpipe_core.errors import (
     PublishError,
     StorageError,
     SyncError,
+    TerminalError,
     TickpipeError,
-    is_retryable,
 )
+from tickpipe_core.retry import EXIT_FAILURE, EXIT_TERMINAL, Backoff, is_retryable
 from tickpipe_core.logging import configure_logging, get_logger, redact, register_secret
 from tickpipe_core.tick import Tick, new_tick_id
 from tickpipe_core.topology import Topology
@@ -21,6 +23,9 @@ __all__ = [
     "CONTENT_TYPE",
     "SCHEMA_HEADER",
     "SCHEMA_VERSION",
+    "EXIT_FAILURE",
+    "EXIT_TERMINAL",
+    "Backoff",
     "ConfigError",
     "DecodeError",
     "FeedAuthError",
@@ -29,6 +34,7 @@ __all__ = [
     "PublishError",
     "StorageError",
     "SyncError",
+    "TerminalError",
     "Tick",
     "TickpipeError",
     "Topology",

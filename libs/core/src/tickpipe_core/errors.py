@@ -7,7 +7,11 @@ class TickpipeError(Exception):
     """Base class of every error tickpipe raises on purpose."""
 
 
-class ConfigError(TickpipeError):
+class TerminalError(TickpipeError):
+    """Retrying cannot fix it: the process stops with one clear line and is not restarted."""
+
+
+class ConfigError(TerminalError):
     """A setting is missing or malformed; the message names the variable."""
 
 
@@ -19,7 +23,7 @@ class FeedError(TickpipeError):
     """The broker feed failed in a way a reconnect may fix."""
 
 
-class FeedAuthError(FeedError):
+class FeedAuthError(FeedError, TerminalError):
     """The broker rejected our credentials; reconnecting cannot fix it."""
 
 
@@ -31,25 +35,9 @@ class StorageError(TickpipeError):
     """The database refused or lost a write."""
 
 
-class MigrationError(StorageError):
+class MigrationError(StorageError, TerminalError):
     """A migration file is broken, changed after it was applied, or failed."""
 
 
 class SyncError(TickpipeError):
     """An instrument master could not be synced."""
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Answer, in one place, whether doing the same thing again may succeed."""
-    if isinstance(exc, FeedAuthError | ConfigError | MigrationError | DecodeError):
-        return False
-    if isinstance(exc, FeedError | PublishError | ConnectionError | TimeoutError | OSError):
-        return True
-    # psycopg is imported lazily so that this module stays dependency-free.
-    import psycopg
-
-    if isinstance(exc, psycopg.OperationalError):
-        return True
-    if isinstance(exc, StorageError):
-        return isinstance(exc.__cause__, psycopg.OperationalError)
-    return False

@@ -10,3 +10,11 @@ IST = timezone(timedelta(hours=5, minutes=30), "IST")
 def india_today() -> date:
     """Today's date in India, which is what exchange sessions and expiries follow."""
     return datetime.now(UTC).astimezone(IST).date()
+
+
+_IST_OFFSET_S = 19_800
+
+
+def india_day(ts: datetime) -> int:
+    """The India calendar day of an aware time, as a day number (cheap enough for every frame)."""
+    return int(ts.timestamp() + _IST_OFFSET_S) // 86_400

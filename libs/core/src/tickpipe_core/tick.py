@@ -23,7 +23,8 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     Field order is the queue wire format (array-like msgpack): append new fields at the end, with
     defaults, so that older messages still decode. Times are always timezone-aware UTC. Build it
-    with keywords; only broker decoders, on their hot path, pass every field by position.
+    with keywords; only `tickpipe_ingestion.ticks.TickBuilder`, on the hot path, passes every field
+    by position.
     """
 
     tick_id: uuid.UUID
@@ -35,7 +36,8 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
     security_id: int
     """The broker's instrument id (Dhan security id, Kite instrument token)."""
     exchange_ts: AwareDatetime
-    """When it happened: the last-trade time, or the receive time where the packet has none."""
+    """When it happened (the row's `time`): the exchange's packet time where the packet has one, else the
+    last-trade time, else (none, or one far from the receive time) the receive time."""
     receive_ts: AwareDatetime
     """When our socket read the frame."""
     time_source: TimeSource
@@ -72,6 +74,11 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
     micro_price: float | None = None
     imbalance: float | None = None
     book_imbalance: float | None = None
+    # Both exchange clocks as sent, where the packet has them (added after schema 1's first fields).
+    last_trade_ts: AwareDatetime | None = None
+    """The last trade's time (Dhan quote/full/ticker, Kite full)."""
+    packet_ts: AwareDatetime | None = None
+    """The exchange's timestamp of this snapshot (Kite full and index full)."""
 
 
 def _fresh_sequence() -> Iterator[int]:

@@ -9,10 +9,6 @@ from tickpipe_core import get_logger
 
 log = get_logger("decode")
 
-# bid price, qty, orders, ask price, qty, orders of a packet without depth: splat into a Tick.
-_E = tuple[()]
-NO_DEPTH: tuple[_E, _E, _E, _E, _E, _E] = ((), (), (), (), (), ())
-
 _LOG_FIRST_N = 20  # per kind, then every 1000th, so a flood of bad packets cannot flood the log
 
 

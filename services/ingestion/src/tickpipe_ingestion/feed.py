@@ -10,28 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from tickpipe_core import FeedAuthError, FeedError, get_logger, redact
+from tickpipe_core import Backoff, FeedAuthError, FeedError, TerminalError, get_logger, redact
 from tickpipe_core.settings import redact_url
 from tickpipe_ingestion.market_hours import MarketHours
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter: sleep uniform(0, min(cap, base * 2**attempt))."""
-
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * 2**attempt))
 
 
 @dataclass(frozen=True)
@@ -43,6 +33,10 @@ class Watchdog:
 
     def fires(self) -> bool:
         return self.silence_s is not None and self.hours.is_open()
+
+
+class HasCounters(Protocol):
+    counters: Counter[str]
 
 
 # Called with (receive time, connection index, frame) for every frame, before decoding.
@@ -133,12 +127,25 @@ class FeedConnection:
 class Feed:
     """All connections of one broker feed; a terminal error on one stops them all.
 
-    Broker feeds fill `connections` and call `received` first thing in each frame handler.
+    Broker feeds fill `connections`, set `decoder`, and call `received` first thing in each frame
+    handler. `counters` holds the feed's own events (broker disconnect codes, text frames);
+    `stats()` adds each connection's connects and frames.
     """
+
+    decoder: HasCounters
 
     def __init__(self, recorder: Recorder | None) -> None:
         self.connections: list[FeedConnection] = []
+        self.counters: Counter[str] = Counter()
         self._recorder = recorder
+
+    def stats(self) -> dict[str, int]:
+        """The feed's counters and its connections', as one flat dict."""
+        out = dict(self.counters)
+        for conn in self.connections:
+            out[f"{conn.name}.connects"] = conn.connects
+            out[f"{conn.name}.frames"] = conn.frames
+        return out
 
     def received(self, connection: int, frame: bytes | str) -> float:
         """Note a frame's arrival (and record it); returns its receive time as epoch seconds."""
@@ -148,9 +155,13 @@ class Feed:
         return now
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for conn in self.connections:
-                tg.create_task(conn.run())
+        """Run every connection; the first terminal error stops them all and is raised as itself."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for conn in self.connections:
+                    tg.create_task(conn.run())
+        except* TerminalError as group:
+            raise group.exceptions[0] from None
 
     def stop(self) -> None:
         for conn in self.connections:

@@ -1,4 +1,13 @@
-"""The ingestion service: broker feed -> decode -> enrich -> RabbitMQ, until told to stop."""
+"""The ingestion service: broker feed -> decode -> build ticks -> publish to RabbitMQ, until told to stop.
+
+The stages, in the order a frame meets them:
+1. `FeedConnection` (feed.py) reads a frame from the broker's socket (and records it, if asked);
+2. the broker's decoder (`dhan/parse.py`, `kite/parse.py`) walks its packets over the `wire` layouts;
+3. the `TickBuilder` (ticks.py) turns each packet's fields into a `Tick`: identity, time, our
+   instrument (from the `InstrumentMap`), the derived fields;
+4. the `TickPublisher` (publisher.py) batches ticks into confirmed, persistent RabbitMQ messages.
+Each stage counts its own work; `IngestStats` reads them all into one `ingest_stats` event.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +18,9 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tickpipe_core import ConfigError, Tick, Topology, get_logger
-from tickpipe_core.instruments.watchlist import Selected
 from tickpipe_core.settings import (
     AmqpSettings,
     DatabaseSettings,
@@ -26,14 +34,28 @@ from tickpipe_core.topology import ORDERS_ROUTING_KEY
 from tickpipe_ingestion.capture import CaptureWriter
 from tickpipe_ingestion.dhan.feed import DhanFeed
 from tickpipe_ingestion.feed import Recorder, Watchdog
-from tickpipe_ingestion.instruments import InstrumentLookup, InstrumentMap
+from tickpipe_ingestion.instrument_map import InstrumentMap
 from tickpipe_ingestion.kite.feed import KiteFeed, OrderSink
 from tickpipe_ingestion.market_hours import MarketHours, load_holidays
 from tickpipe_ingestion.publisher import TickPublisher
+from tickpipe_ingestion.ticks import TickBuilder
 
 log = get_logger("ingest")
 
 STATS_INTERVAL_S = 10.0
+
+
+class Selected(Protocol):
+    """One instrument to subscribe, with each broker's id where that broker lists it (a resolved watchlist entry)."""
+
+    @property
+    def trading_symbol(self) -> str: ...
+    @property
+    def dhan_segment(self) -> str | None: ...
+    @property
+    def dhan_security_id(self) -> int | None: ...
+    @property
+    def kite_instrument_token(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +118,7 @@ def _feed(
     sink: Callable[[list[Tick]], None],
     recorder: Recorder | None,
     selected: Sequence[Selected] | None = None,
-    instrument_ids: InstrumentLookup | None = None,
+    builder: TickBuilder | None = None,
     orders: OrderSink | None = None,
 ) -> DhanFeed | KiteFeed:
     """The feed DATA_SOURCE names, with its settings."""
@@ -104,7 +126,7 @@ def _feed(
         "sink": sink,
         "watchdog": watchdog(ingest),
         "recorder": recorder,
-        "instrument_ids": instrument_ids,
+        "builder": builder,
     }
     if brokers.source == "kite":
         if brokers.kite is None:
@@ -135,17 +157,18 @@ async def run_ingest(
     """
     source = brokers.source
     settings = instruments or InstrumentSettings()
-    imap = InstrumentMap(source, settings.unknown) if db else None
+    imap = InstrumentMap(source) if db else None
+    builder = TickBuilder(source, imap, settings.unknown)
     publisher = TickPublisher(amqp.amqp_url, Topology(amqp.amqp_prefix), ingest)
-    sink = publisher.submit if imap is None else lambda ticks: publisher.submit(imap.keep(ticks))
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(CaptureWriter(record, source)) if record else None
         orders = functools.partial(publisher.submit_event, ORDERS_ROUTING_KEY)
-        feed = _feed(brokers, ingest, sink, writer.write if writer else None, subscribe, imap, orders)
+        feed = _feed(brokers, ingest, publisher.submit, writer.write if writer else None, subscribe, builder, orders)
+        stats = IngestStats(feed, builder, publisher, imap)
         if imap is not None and db is not None:
             await imap.reload(db.database_url)  # before the first tick; market data flows even if this fails
         await publisher.start()
-        tasks = [asyncio.create_task(_report(feed, publisher, imap), name="ingest-stats")]
+        tasks = [asyncio.create_task(stats.report_every(STATS_INTERVAL_S), name="ingest-stats")]
         if imap is not None and db is not None:
             reload = asyncio.Event()
             tasks.append(asyncio.create_task(imap.keep_fresh(db.database_url, settings.refresh_s, reload)))
@@ -159,7 +182,7 @@ async def run_ingest(
             for task in tasks:
                 task.cancel()
             await publisher.close()
-            log.info("ingest_stopped", **dict(feed.decoder.counters), **_map_counters(imap))
+            log.info("ingest_stopped", **stats.snapshot())
 
 
 async def run_record(*, brokers: Brokers, ingest: IngestSettings, path: Path, stop: asyncio.Event) -> None:
@@ -170,7 +193,7 @@ async def run_record(*, brokers: Brokers, ingest: IngestSettings, path: Path, st
         try:
             await _until_stopped(feed, stop)
         finally:
-            log.info("record_stopped", path=str(path), frames=writer.frames, **dict(feed.decoder.counters))
+            log.info("record_stopped", path=str(path), frames=writer.frames, **feed.stats(), **feed.decoder.counters)
 
 
 async def _until_stopped(feed: DhanFeed | KiteFeed, stop: asyncio.Event) -> None:
@@ -185,18 +208,28 @@ async def _until_stopped(feed: DhanFeed | KiteFeed, stop: asyncio.Event) -> None
         await feed_task
 
 
-def _map_counters(imap: InstrumentMap | None) -> dict[str, int]:
-    return {} if imap is None else {"instruments.known": len(imap), "instruments.unknown_ticks": imap.unknown_ticks}
+class IngestStats:
+    """Every stage's counters, read in one place: the `ingest_stats` log event (and, later, metrics)."""
 
+    def __init__(
+        self, feed: DhanFeed | KiteFeed, builder: TickBuilder, publisher: TickPublisher, imap: InstrumentMap | None
+    ) -> None:
+        self.feed, self.builder, self.publisher, self.imap = feed, builder, publisher, imap
 
-async def _report(feed: DhanFeed | KiteFeed, publisher: TickPublisher, imap: InstrumentMap | None) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        while True:
-            await asyncio.sleep(STATS_INTERVAL_S)
-            log.info(
-                "ingest_stats",
-                pending=publisher.pending,
-                **dict(feed.decoder.counters),
-                **{f"publisher.{k}": v for k, v in publisher.counters.items()},
-                **_map_counters(imap),
-            )
+    def snapshot(self) -> dict[str, int]:
+        """One flat dict: feed and connections, decoder, tick builder, publisher, instrument map."""
+        out = self.feed.stats()
+        out.update(self.feed.decoder.counters)
+        out.update(self.builder.counters)
+        out.update({f"publisher.{k}": v for k, v in self.publisher.counters.items()})
+        out["publisher.pending"] = self.publisher.pending
+        if self.imap is not None:
+            out["instruments.known"] = len(self.imap)
+            out["instruments.loads"] = self.imap.loads
+        return out
+
+    async def report_every(self, interval_s: float) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(interval_s)
+                log.info("ingest_stats", **self.snapshot())

@@ -68,7 +68,7 @@ class Worker:
         finally:
             await self._writer.close()
             await connection.close()
-            self.log.info("worker_stopped", **dict(self.counters))
+            self.log.info("worker_stopped", duplicate_batches=self._writer.duplicate_batches, **dict(self.counters))
 
     async def _subscribe(
         self,
@@ -208,6 +208,7 @@ class Worker:
                 rows_per_s=round((rows - last) / (now - last_t), 1),
                 avg_batch_rows=rows // batches,
                 avg_commit_ms=self.counters["commit_ms_total"] // batches,
+                duplicate_batches=self._writer.duplicate_batches,
                 **dict(self.counters),
             )
             last, last_t = rows, now

@@ -61,6 +61,8 @@ _COLUMN_OF_FIELD: dict[str, tuple[str, str]] = {
     "micro_price": ("micro_price", "float8"),
     "imbalance": ("imbalance", "float8"),
     "book_imbalance": ("book_imbalance", "float8"),
+    "last_trade_ts": ("last_trade_time", "timestamptz"),
+    "packet_ts": ("packet_time", "timestamptz"),
 }
 assert tuple(_COLUMN_OF_FIELD) == Tick.__struct_fields__, "keep the mapping in Tick's field order"
 COLUMNS = [c for c, _ in _COLUMN_OF_FIELD.values()]

@@ -15,7 +15,7 @@ from tickpipe_core.settings import DhanFeedMode
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.parse import DhanDecoder
 from tickpipe_ingestion.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
-from tickpipe_ingestion.instruments import InstrumentLookup
+from tickpipe_ingestion.ticks import TickBuilder
 
 log = get_logger("dhan.feed")
 
@@ -80,12 +80,12 @@ class DhanFeed(Feed):
         watchdog: Watchdog | None = None,
         recorder: Recorder | None = None,
         rate_limit_backoff_s: float = 60.0,
-        instrument_ids: InstrumentLookup | None = None,
+        builder: TickBuilder | None = None,
     ) -> None:
         """`rate_limit_backoff_s`: after 805 the broker wants fewer connections, not a quick retry."""
         super().__init__(recorder)
         register_secret(token.get_secret_value())
-        self.decoder = DhanDecoder(instrument_ids)
+        self.decoder = DhanDecoder(builder)
         self._sink = sink
         self._rate_limit_backoff_s = rate_limit_backoff_s
         self._rate_limited_until = 0.0
@@ -123,7 +123,7 @@ class DhanFeed(Feed):
 
     def _on_disconnect(self, index: int, subscribed: int, code: int) -> None:
         reason = wire.DISCONNECT_REASONS.get(code, "unknown reason")
-        self.decoder.counters[f"disconnects.{code}"] += 1
+        self.counters[f"disconnects.{code}"] += 1
         if code in wire.AUTH_DISCONNECT_CODES:
             raise FeedAuthError(f"Dhan disconnected with {code} ({reason}): fix the credentials and restart")
         if code == 805:

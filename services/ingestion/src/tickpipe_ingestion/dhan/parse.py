@@ -1,4 +1,4 @@
-"""Dhan packets -> normalized Ticks: the only place that knows both the wire layout and `Tick`.
+"""Dhan packets -> ticks: reads each packet's wire fields and hands them to the `TickBuilder`.
 
 The decoder keeps per-instrument state that some packets only update: the previous close (code 6)
 and the latest open interest (code 5), so that later ticks of that instrument carry them.
@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tickpipe_core import Tick, new_tick_id
-from tickpipe_core.tick import TimeSource
-from tickpipe_ingestion.decoding import NO_DEPTH, BadPackets, EpochSeconds
+from tickpipe_core import Tick
+from tickpipe_core.india import india_day
+from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
 from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.enrich import derive
-from tickpipe_ingestion.instruments import InstrumentLookup
+from tickpipe_ingestion.ticks import TickBuilder
 
 # (frame, packet offset, packet length, receive time, output)
 _Handler = Callable[[bytes, int, int, datetime, "DecodedFrame"], None]
@@ -38,16 +37,17 @@ class _InstrumentState:
 
 
 class DhanDecoder:
-    """Decodes frames of one feed (all its connections), keeping per-instrument state.
+    """Decodes frames of one feed (all its connections) into ticks made by `builder`.
 
-    `instrument_ids` maps (segment name, security id) to our instrument id; it is read on every
-    tick, so a refreshed map takes effect at once without pausing the stream.
+    Keeps per-instrument state for the trading day: a new IST day starts every instrument afresh,
+    so the next session's change is never computed from yesterday's previous close.
     """
 
-    def __init__(self, instrument_ids: InstrumentLookup | None = None) -> None:
+    def __init__(self, builder: TickBuilder | None = None) -> None:
         self.counters: Counter[str] = Counter()
-        self.instrument_ids: InstrumentLookup = instrument_ids if instrument_ids is not None else {}
+        self.builder = builder if builder is not None else TickBuilder("dhan")
         self._state: dict[tuple[int, int], _InstrumentState] = {}
+        self._day = -1
         self._clock = EpochSeconds()
         self._bad = BadPackets("dhan", self.counters).report
         handlers: dict[int, _Handler] = {
@@ -66,6 +66,10 @@ class DhanDecoder:
     def decode(self, frame: bytes, receive_ts: datetime) -> DecodedFrame:
         """Decode every packet of a binary frame; bad packets are counted and logged, never raised."""
         out = DecodedFrame()
+        day = india_day(receive_ts)
+        if day != self._day:
+            self._state.clear()  # a new trading day: previous close and OI come again from the feed
+            self._day = day
         n = len(frame)
         if n >= wire.HEADER.size and wire.LENGTHS.get(frame[0]) == n == frame[1] | frame[2] << 8:
             # The common case, one well-formed packet filling the frame: no walk needed.
@@ -74,7 +78,6 @@ class DhanDecoder:
             handler(frame, 0, n, receive_ts, out)
         else:
             self._walk(frame, receive_ts, out)
-        self.counters["ticks"] += len(out.ticks)
         return out
 
     def _walk(self, frame: bytes, receive_ts: datetime, out: DecodedFrame) -> None:
@@ -98,14 +101,11 @@ class DhanDecoder:
             st = self._state[key] = _InstrumentState()
         return st
 
-    # -- handlers -------------------------------------------------------------------------------
-    # Ticks are built positionally, in Tick's field order: msgspec's keyword path costs 7x more,
-    # and this is the per-packet hot path. The trailing comments name the fields.
+    # -- handlers: wire fields in, TickBuilder.build out ------------------------------------------
 
-    def _times(self, ltt: int, receive_ts: datetime) -> tuple[datetime, TimeSource]:
-        if ltt > 0:
-            return self._clock.utc(ltt - wire.IST_OFFSET_SECONDS), "exchange"
-        return receive_ts, "receive"
+    def _ltt(self, ltt: int) -> datetime | None:
+        # Dhan's times are IST wall-clock seconds dressed as epoch seconds.
+        return self._clock.utc(ltt - wire.IST_OFFSET_SECONDS) if ltt > 0 else None
 
     def _ticker(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         _, _, seg, sid, ltp, ltt = wire.TICKER_PACKET.unpack_from(frame, offset)
@@ -124,121 +124,42 @@ class DhanDecoder:
         self, seg: int, sid: int, packet: str, ltp: float, ltt: int, receive_ts: datetime, out: DecodedFrame
     ) -> None:
         st = self.state(seg, sid)
-        ts, source = self._times(ltt, receive_ts)
-        segment = wire.segment_name(seg)
-        out.ticks.append(
-            Tick(
-                new_tick_id(),
-                "dhan",
-                segment,
-                sid,
-                ts,
-                receive_ts,
-                source,
-                packet,
-                ltp,
-                None,  # ltq
-                None,  # atp
-                None,  # volume
-                None,  # total_buy_qty
-                None,  # total_sell_qty
-                st.oi,
-                None,  # oi_day_high
-                None,  # oi_day_low
-                None,  # open
-                None,  # high
-                None,  # low
-                None,  # close
-                st.prev_close,
-                *NO_DEPTH,
-                self.instrument_ids.get((segment, sid)),
-                *derive(ltp, st.prev_close, (), (), (), (), None, None),
-            )
-        )
+        tick = self.builder.build(
+            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, packet, ltp,
+            oi=st.oi, prev_close=st.prev_close,
+        )  # fmt: skip
+        if tick is not None:
+            out.ticks.append(tick)
 
     def _quote(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, day_open, day_close, day_high, day_low) = (
             wire.QUOTE_PACKET.unpack_from(frame, offset)
         )
         st = self.state(seg, sid)
-        ts, source = self._times(ltt, receive_ts)
-        segment = wire.segment_name(seg)
-        out.ticks.append(
-            Tick(
-                new_tick_id(),
-                "dhan",
-                segment,
-                sid,
-                ts,
-                receive_ts,
-                source,
-                "quote",
-                ltp,
-                ltq,
-                atp,
-                volume,
-                buy,
-                sell,
-                st.oi,
-                None,  # oi_day_high
-                None,  # oi_day_low
-                day_open,
-                day_high,
-                day_low,
-                day_close,
-                st.prev_close,
-                *NO_DEPTH,
-                self.instrument_ids.get((segment, sid)),
-                *derive(ltp, st.prev_close, (), (), (), (), buy, sell),
-            )
-        )
+        tick = self.builder.build(
+            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "quote",
+            ltp, ltq, atp, volume, buy, sell, st.oi, None, None,
+            day_open, day_high, day_low, day_close, st.prev_close,
+        )  # fmt: skip
+        if tick is not None:
+            out.ticks.append(tick)
 
     def _full(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         v = wire.FULL_PACKET.unpack_from(frame, offset)
         (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, oi, oi_high, oi_low, day_open, day_close) = v[:16]
         day_high, day_low = v[16], v[17]
         depth = v[18:]
-        # Depth levels are (bid qty, ask qty, bid orders, ask orders, bid price, ask price) x 5.
-        bid_qty, ask_qty, bid_orders, ask_orders = depth[0::6], depth[1::6], depth[2::6], depth[3::6]
-        bid_price, ask_price = depth[4::6], depth[5::6]
         st = self.state(seg, sid)
         st.oi = oi
-        ts, source = self._times(ltt, receive_ts)
-        segment = wire.segment_name(seg)
-        out.ticks.append(
-            Tick(
-                new_tick_id(),
-                "dhan",
-                segment,
-                sid,
-                ts,
-                receive_ts,
-                source,
-                "full",
-                ltp,
-                ltq,
-                atp,
-                volume,
-                buy,
-                sell,
-                oi,
-                oi_high,
-                oi_low,
-                day_open,
-                day_high,
-                day_low,
-                day_close,
-                st.prev_close,
-                bid_price,
-                bid_qty,
-                bid_orders,
-                ask_price,
-                ask_qty,
-                ask_orders,
-                self.instrument_ids.get((segment, sid)),
-                *derive(ltp, st.prev_close, bid_price, bid_qty, ask_price, ask_qty, buy, sell),
-            )
-        )
+        # Depth levels are (bid qty, ask qty, bid orders, ask orders, bid price, ask price) x 5.
+        tick = self.builder.build(
+            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "full",
+            ltp, ltq, atp, volume, buy, sell, oi, oi_high, oi_low,
+            day_open, day_high, day_low, day_close, st.prev_close,
+            depth[4::6], depth[0::6], depth[2::6], depth[5::6], depth[1::6], depth[3::6],
+        )  # fmt: skip
+        if tick is not None:
+            out.ticks.append(tick)
 
     def _oi(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         _, _, seg, sid, oi = wire.OI_PACKET.unpack_from(frame, offset)

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from tickpipe_core import ConfigError, Tick, get_logger, register_secret
 from tickpipe_core.settings import KiteMode
 from tickpipe_ingestion.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
-from tickpipe_ingestion.instruments import InstrumentLookup
+from tickpipe_ingestion.ticks import TickBuilder
 from tickpipe_ingestion.kite import wire
 from tickpipe_ingestion.kite.parse import KiteDecoder
 
@@ -51,6 +51,9 @@ def shard(subscriptions: Sequence[Subscription]) -> list[list[Subscription]]:
     return [unique[i : i + step] for i in range(0, len(unique), step)]
 
 
+_TEXT_KINDS = frozenset({"error", "order", "message"})
+
+
 class KiteFeed(Feed):
     """All connections of one Kite ticker, decoding into ticks handed to `sink`.
 
@@ -69,11 +72,11 @@ class KiteFeed(Feed):
         orders: OrderSink | None = None,
         watchdog: Watchdog | None = None,
         recorder: Recorder | None = None,
-        instrument_ids: InstrumentLookup | None = None,
+        builder: TickBuilder | None = None,
     ) -> None:
         super().__init__(recorder)
         register_secret(token.get_secret_value())
-        self.decoder = KiteDecoder(instrument_ids)
+        self.decoder = KiteDecoder(builder)
         self._sink = sink
         self._orders = orders
         url = feed_url(base_url, api_key, token)
@@ -101,7 +104,7 @@ class KiteFeed(Feed):
         return on_frame
 
     def _on_text(self, index: int, text: str) -> None:
-        counters = self.decoder.counters
+        counters = self.counters
         try:
             message = json.loads(text)
             kind = message["type"]
@@ -109,7 +112,7 @@ class KiteFeed(Feed):
             counters["text.unparsed"] += 1
             log.warning("kite_text_unparsed", connection=index, text=text[:500])
             return
-        counters[f"text.{kind}"] += 1
+        counters[f"text.{kind if kind in _TEXT_KINDS else 'other'}"] += 1  # bounded: never a key per bad frame
         if kind == "error":
             log.error("kite_error", connection=index, data=str(message.get("data"))[:500])
         elif kind == "order":

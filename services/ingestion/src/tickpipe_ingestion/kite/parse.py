@@ -1,4 +1,4 @@
-"""Kite packets -> normalized Ticks: the only place that knows both Kite's layout and `Tick`.
+"""Kite packets -> ticks: reads each packet's wire fields and hands them to the `TickBuilder`.
 
 Differences from the official Python SDK, on purpose: prices are read signed (MCX has had negative
 prices); times are aware UTC datetimes (the SDK gives naive local ones); the SDK's `change` is a
@@ -11,20 +11,18 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from tickpipe_core import Tick, new_tick_id
-from tickpipe_core.tick import TimeSource
-from tickpipe_ingestion.decoding import NO_DEPTH, BadPackets, EpochSeconds
-from tickpipe_ingestion.enrich import derive
-from tickpipe_ingestion.instruments import InstrumentLookup
+from tickpipe_core import Tick
+from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
 from tickpipe_ingestion.kite import wire
+from tickpipe_ingestion.ticks import TickBuilder
 
 
 class KiteDecoder:
-    """Decodes binary frames of one Kite feed (all its connections)."""
+    """Decodes binary frames of one Kite feed (all its connections) into ticks made by `builder`."""
 
-    def __init__(self, instrument_ids: InstrumentLookup | None = None) -> None:
+    def __init__(self, builder: TickBuilder | None = None) -> None:
         self.counters: Counter[str] = Counter()
-        self.instrument_ids: InstrumentLookup = instrument_ids if instrument_ids is not None else {}
+        self.builder = builder if builder is not None else TickBuilder("kite")
         self._clock = EpochSeconds()
         self._bad = BadPackets("kite", self.counters).report
 
@@ -51,49 +49,18 @@ class KiteDecoder:
                 self._bad(f"unknown packet length {length}", frame[offset : offset + length], offset)
                 continue
             self.counters[f"packets.{length}"] += 1
-        self.counters["ticks"] += len(out)
         return out
 
-    def _time(self, *candidates: int) -> tuple[datetime | None, TimeSource]:
-        for seconds in candidates:
-            if seconds > 0:
-                return self._clock.utc(seconds), "exchange"
-        return None, "receive"
+    def _utc(self, seconds: int) -> datetime | None:
+        return self._clock.utc(seconds) if seconds > 0 else None
 
-    # Ticks are built positionally, in Tick's field order (see dhan/parse.py for why).
+    # Wire fields in, TickBuilder.build out.
 
     def _ltp(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last = wire.LTP_PACKET.unpack_from(frame, offset)
-        ltp = last / wire.divisor(token)
-        out.append(
-            Tick(
-                new_tick_id(),
-                "kite",
-                wire.segment_name(token),
-                token,
-                receive_ts,
-                receive_ts,
-                "receive",
-                "ltp",
-                ltp,
-                None,  # ltq
-                None,  # atp
-                None,  # volume
-                None,  # total_buy_qty
-                None,  # total_sell_qty
-                None,  # oi
-                None,  # oi_day_high
-                None,  # oi_day_low
-                None,  # open
-                None,  # high
-                None,  # low
-                None,  # close
-                None,  # prev_close
-                *NO_DEPTH,
-                self.instrument_ids.get(token),
-                *derive(ltp, None, (), (), (), (), None, None),
-            )
-        )
+        tick = self.builder.build(wire.segment_name(token), token, receive_ts, None, None, "ltp", last / wire.divisor(token))
+        if tick is not None:
+            out.append(tick)
 
     def _index(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
         if length == wire.INDEX_FULL:
@@ -102,115 +69,41 @@ class KiteDecoder:
             token, last, high, low, open_, close, _change = wire.INDEX_QUOTE_PACKET.unpack_from(frame, offset)
             ts = 0
         d = wire.divisor(token)
-        ltp, prev = last / d, close / d
-        exchange_ts, source = self._time(ts)
-        out.append(
-            Tick(
-                new_tick_id(),
-                "kite",
-                wire.segment_name(token),
-                token,
-                exchange_ts or receive_ts,
-                receive_ts,
-                source,
-                "index_full" if length == wire.INDEX_FULL else "index_quote",
-                ltp,
-                None,  # ltq
-                None,  # atp
-                None,  # volume
-                None,  # total_buy_qty
-                None,  # total_sell_qty
-                None,  # oi
-                None,  # oi_day_high
-                None,  # oi_day_low
-                open_ / d,
-                high / d,
-                low / d,
-                prev,
-                prev,
-                *NO_DEPTH,
-                self.instrument_ids.get(token),
-                *derive(ltp, prev, (), (), (), (), None, None),
-            )
-        )
+        prev = close / d
+        tick = self.builder.build(
+            wire.segment_name(token), token, receive_ts, None, self._utc(ts),
+            "index_full" if length == wire.INDEX_FULL else "index_quote",
+            last / d, None, None, None, None, None, None, None, None,
+            open_ / d, high / d, low / d, prev, prev,
+        )  # fmt: skip
+        if tick is not None:
+            out.append(tick)
 
     def _quote(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last, qty, avg, volume, buy, sell, open_, high, low, close = wire.QUOTE_PACKET.unpack_from(frame, offset)
         d = wire.divisor(token)
-        ltp, prev = last / d, close / d
-        out.append(
-            Tick(
-                new_tick_id(),
-                "kite",
-                wire.segment_name(token),
-                token,
-                receive_ts,
-                receive_ts,
-                "receive",
-                "quote",
-                ltp,
-                qty,
-                avg / d,
-                volume,
-                buy,
-                sell,
-                None,  # oi
-                None,  # oi_day_high
-                None,  # oi_day_low
-                open_ / d,
-                high / d,
-                low / d,
-                prev,
-                prev,
-                *NO_DEPTH,
-                self.instrument_ids.get(token),
-                *derive(ltp, prev, (), (), (), (), buy, sell),
-            )
-        )
+        prev = close / d
+        tick = self.builder.build(
+            wire.segment_name(token), token, receive_ts, None, None, "quote",
+            last / d, qty, avg / d, volume, buy, sell, None, None, None,
+            open_ / d, high / d, low / d, prev, prev,
+        )  # fmt: skip
+        if tick is not None:
+            out.append(tick)
 
     def _full(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
         v = wire.FULL_PACKET.unpack_from(frame, offset)
         token, last, qty, avg, volume, buy, sell, open_, high, low, close, ltt, oi, oi_high, oi_low, ts = v[:16]
         depth = v[16:]
         d = wire.divisor(token)
+        prev = close / d
         # Depth entries are (quantity, price, orders): 5 buy levels, then 5 sell levels.
-        bid_qty, ask_qty = depth[0:15:3], depth[15:30:3]
-        bid_price = tuple(p / d for p in depth[1:15:3])
-        ask_price = tuple(p / d for p in depth[16:30:3])
-        bid_orders, ask_orders = depth[2:15:3], depth[17:30:3]
-        ltp, prev = last / d, close / d
-        exchange_ts, source = self._time(ltt, ts)
-        out.append(
-            Tick(
-                new_tick_id(),
-                "kite",
-                wire.segment_name(token),
-                token,
-                exchange_ts or receive_ts,
-                receive_ts,
-                source,
-                "full",
-                ltp,
-                qty,
-                avg / d,
-                volume,
-                buy,
-                sell,
-                oi,
-                oi_high,
-                oi_low,
-                open_ / d,
-                high / d,
-                low / d,
-                prev,
-                prev,
-                bid_price,
-                bid_qty,
-                bid_orders,
-                ask_price,
-                ask_qty,
-                ask_orders,
-                self.instrument_ids.get(token),
-                *derive(ltp, prev, bid_price, bid_qty, ask_price, ask_qty, buy, sell),
-            )
-        )
+        tick = self.builder.build(
+            wire.segment_name(token), token, receive_ts, self._utc(ltt), self._utc(ts), "full",
+            last / d, qty, avg / d, volume, buy, sell, oi, oi_high, oi_low,
+            open_ / d, high / d, low / d, prev, prev,
+            tuple(p / d for p in depth[1:15:3]), depth[0:15:3], depth[2:15:3],
+            tuple(p / d for p in depth[16:30:3]), depth[15:30:3], depth[17:30:3],
+        )  # fmt: skip
+        if tick is not None:
+            out.append(tick)

@@ -1,9 +1,9 @@
 """Broker id -> our instrument id, for every tick, whichever broker it came from.
 
 The map is loaded from `instruments` at start and reloaded on a schedule and on demand (SIGHUP),
-in a thread, and swapped in whole: decoders keep reading while it loads. A tick whose broker id
-the map does not know is counted and logged once per id, and stored with a NULL instrument or
-dropped (INSTRUMENTS_UNKNOWN).
+in a thread, and swapped in whole: the tick builder keeps reading while it loads. A broker id the
+map does not know is logged once per load; the builder counts such ticks and applies the
+INSTRUMENTS_UNKNOWN policy.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Hashable
-from typing import Literal, Protocol
 
 import psycopg
 from psycopg import sql
 
-from tickpipe_core import Tick, get_logger
+from tickpipe_core import get_logger
 from tickpipe_core.settings import DataSource, redact_url
 
 log = get_logger("instruments.map")
@@ -28,19 +27,13 @@ _KEYS: dict[DataSource, tuple[str, ...]] = {
 }
 
 
-class InstrumentLookup(Protocol):
-    def get(self, key: Hashable, /) -> int | None: ...
-
-
 class InstrumentMap:
     """The broker-id -> instrument-id map of one source."""
 
-    def __init__(self, source: DataSource, unknown: Literal["store", "drop"] = "store") -> None:
+    def __init__(self, source: DataSource) -> None:
         self.source = source
-        self.unknown = unknown
         self._ids: dict[Hashable, int] = {}
         self._seen_unknown: set[Hashable] = set()
-        self.unknown_ticks = 0
         self.loads = 0
 
     def __len__(self) -> int:
@@ -48,23 +41,15 @@ class InstrumentMap:
 
     def get(self, key: Hashable, /) -> int | None:
         instrument_id = self._ids.get(key)
-        if instrument_id is None:
-            self.unknown_ticks += 1
-            if key not in self._seen_unknown:
-                self._seen_unknown.add(key)
-                log.warning("unknown_instrument", source=self.source, broker_id=str(key), policy=self.unknown)
+        if instrument_id is None and key not in self._seen_unknown:
+            self._seen_unknown.add(key)
+            log.warning("unknown_instrument", source=self.source, broker_id=str(key))
         return instrument_id
 
     def replace(self, ids: dict[Hashable, int]) -> None:
         """Swap in a new map; an id that was unknown before is logged again if it is still unknown."""
         self._ids = ids
         self._seen_unknown = set()
-
-    def keep(self, ticks: list[Tick]) -> list[Tick]:
-        """The ticks to publish under the unknown-instrument policy."""
-        if self.unknown == "store":
-            return ticks
-        return [t for t in ticks if t.instrument_id is not None]
 
     def load(self, database_url: str) -> None:
         """Read the map from the database (blocking: call it in a thread)."""

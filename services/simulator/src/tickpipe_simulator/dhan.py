@@ -19,8 +19,8 @@ from websockets.asyncio.server import ServerConnection
 
 from tickpipe_core import get_logger
 from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.simulator.market import Quote, SimInstrument
-from tickpipe_ingestion.simulator.server import SentTick, Session, SimulatorServer
+from tickpipe_simulator.market import Quote, SimInstrument
+from tickpipe_simulator.server import SentTick, Session, SimulatorServer
 
 log = get_logger("simulator.dhan")
 

@@ -20,7 +20,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tickpipe_ingestion.simulator.market import Quote, SimInstrument
+from tickpipe_simulator.market import Quote, SimInstrument
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from tickpipe_core.errors import StorageError, SyncError
-from tickpipe_core.instruments.masters import InstrumentRow, ParsedMaster, Source
+from tickpipe_instruments.masters import InstrumentRow, ParsedMaster, Source
 from tickpipe_core.logging import get_logger
 
 log = get_logger("instruments.sync")

@@ -1,8 +1,8 @@
 """The instrument master: broker CSVs parsed, synced into `instruments`, selected by watchlists."""
 
-from tickpipe_core.instruments.download import Download, download_master, open_master
-from tickpipe_core.instruments.masters import BadRow, InstrumentRow, ParsedMaster, parse_master
-from tickpipe_core.instruments.sync import SyncReport, sync_instruments
+from tickpipe_instruments.download import Download, download_master, open_master
+from tickpipe_instruments.masters import BadRow, InstrumentRow, ParsedMaster, parse_master
+from tickpipe_instruments.sync import SyncReport, sync_instruments
 
 __all__ = [
     "BadRow",
