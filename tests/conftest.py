@@ -38,7 +38,7 @@ def _unavailable(what: str) -> None:
 
 def _docker_available() -> bool:
     try:
-        import docker
+        import docker  # type: ignore[import-untyped]
 
         docker.from_env().ping()
     except Exception:

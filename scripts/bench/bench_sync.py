@@ -20,9 +20,9 @@ import psycopg
 from psycopg import sql
 
 from tickpipe_core.db import with_database
-from tickpipe_instruments import open_master, parse_master, sync_instruments
 from tickpipe_core.logging import configure_logging
 from tickpipe_core.migrate import migrate
+from tickpipe_instruments import open_master, parse_master, sync_instruments
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -60,7 +60,7 @@ def kite(feed_url: str, tokens: list[int], mode: str = "full") -> Brokers:
             feed_url=feed_url,
             api_key="test",
             access_token=SecretStr("test-secret"),
-            feed_mode=mode,  # type: ignore[arg-type]
+            feed_mode=mode,
             instruments=",".join(map(str, tokens)),
         ),
     )

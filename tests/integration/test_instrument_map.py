@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 from tests.integration.pipeline import dhan, run_simulated
 from tests.unit.test_instrument_masters import COMPACT_HEADER
 from tickpipe_core import Topology
-from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_ingestion.instrument_map import InstrumentMap
+from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.market import make_instruments
 
@@ -27,7 +27,7 @@ def _list_in_master(database_url: str, security_ids: list[int]) -> dict[int, int
     ]
     sync_instruments(database_url, parse_master("dhan", io.StringIO("\n".join([COMPACT_HEADER, *rows]))))
     with psycopg.connect(database_url) as conn:
-        return dict(conn.execute("select dhan_security_id, instrument_id from instruments").fetchall())  # type: ignore[arg-type]
+        return dict(conn.execute("select dhan_security_id, instrument_id from instruments").fetchall())
 
 
 @pytest.mark.parametrize("unknown", ["store", "drop"])
@@ -50,7 +50,7 @@ def test_ticks_carry_the_instrument_id_and_unknown_ids_follow_the_policy(
         )
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("select security_id, instrument_id, count(*) from ticks group by 1, 2").fetchall()
-    expected = {(sid, iid, 200) for sid, iid in ids.items()}
+    expected: set[tuple[int, int | None, int]] = {(sid, iid, 200) for sid, iid in ids.items()}
     if unknown == "store":
         expected.add((instruments[3].security_id, None, 200))
     assert set(stored) == expected

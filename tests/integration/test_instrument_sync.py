@@ -33,7 +33,7 @@ def _compact(*rows: str) -> ParsedMaster:
 
 def _one(url: str, query: str, *params: object) -> tuple[object, ...]:
     with psycopg.connect(url) as conn:
-        row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(query, params).fetchone()
     assert row is not None
     return tuple(row)
 

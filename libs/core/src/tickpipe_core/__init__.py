@@ -14,17 +14,17 @@ from tickpipe_core.errors import (
     TerminalError,
     TickpipeError,
 )
-from tickpipe_core.retry import EXIT_FAILURE, EXIT_TERMINAL, Backoff, is_retryable
 from tickpipe_core.logging import configure_logging, get_logger, redact, register_secret
+from tickpipe_core.retry import EXIT_FAILURE, EXIT_TERMINAL, Backoff, is_retryable
 from tickpipe_core.tick import Tick, new_tick_id
 from tickpipe_core.topology import Topology
 
 __all__ = [
     "CONTENT_TYPE",
-    "SCHEMA_HEADER",
-    "SCHEMA_VERSION",
     "EXIT_FAILURE",
     "EXIT_TERMINAL",
+    "SCHEMA_HEADER",
+    "SCHEMA_VERSION",
     "Backoff",
     "ConfigError",
     "DecodeError",

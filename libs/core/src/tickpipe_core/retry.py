@@ -42,7 +42,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """The wait before try `attempt + 1` (attempt 0 is the first retry)."""
-        state = RetryCallState(None, None, (), {})
+        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # a wait needs no Retrying
         state.attempt_number = attempt + 1  # tenacity counts from 1: waits up to base * 2**(number - 1)
         return float(self._wait(state))
 

@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from tickpipe_core.errors import StorageError, SyncError
-from tickpipe_instruments.masters import InstrumentRow, ParsedMaster, Source
 from tickpipe_core.logging import get_logger
+from tickpipe_instruments.masters import InstrumentRow, ParsedMaster, Source
 
 log = get_logger("instruments.sync")
 
@@ -110,12 +110,14 @@ def sync_instruments(
     *,
     dry_run: bool = False,
     max_deactivate: float = 0.5,
+    partial: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> SyncReport:
     """Apply the master in one transaction (rolled back when `dry_run`); returns what changed.
 
     A master that would unlist more than `max_deactivate` of this broker's listings (a truncated
-    download, the wrong file) is refused with nothing written.
+    download, the wrong file) is refused with nothing written. A `partial` master (a slice, such as
+    the simulator's bundled market) adds and updates its rows and unlists nothing.
     """
     if not master.rows:
         raise SyncError(f"{master.format} master has no valid rows; refusing to unlist every instrument")
@@ -127,7 +129,7 @@ def sync_instruments(
                 conn, sql.SQL("select count(*) from instruments where {}").format(sql.Identifier(broker.listed))
             )
             _stage(conn, master.rows, progress)
-            _apply(conn, master.source, broker, report)
+            _apply(conn, master.source, broker, report, unlist_missing=not partial)
             if listed and report.deactivated > max_deactivate * listed:
                 raise SyncError(
                     f"this {master.format} master would unlist {report.deactivated} of {listed} {master.source}"
@@ -154,7 +156,9 @@ def _stage(conn: psycopg.Connection, rows: list[InstrumentRow], progress: Callab
     conn.execute(sql.SQL("analyze {}").format(_STAGE))
 
 
-def _apply(conn: psycopg.Connection, source: Source, broker: _Broker, report: SyncReport) -> None:
+def _apply(
+    conn: psycopg.Connection, source: Source, broker: _Broker, report: SyncReport, *, unlist_missing: bool
+) -> None:
     i, s = sql.Identifier("i"), sql.Identifier("s")
     key_match = sql.SQL(" and ").join(
         sql.SQL("{}.{} = {}.{}").format(i, sql.Identifier(a), s, sql.Identifier(b))
@@ -215,11 +219,17 @@ def _apply(conn: psycopg.Connection, source: Source, broker: _Broker, report: Sy
         )
     )
     # 4. Listings the master no longer has.
-    deactivated = run(
-        sql.SQL(
-            "update instruments i set {listed} = false, updated_at = now() where i.{listed}"
-            " and i.{first_key} is not null and not exists (select 1 from {stage} s where {key}) returning {label}"
-        ).format(listed=sql.Identifier(broker.listed), first_key=first_key, stage=_STAGE, key=key_match, label=label)
+    deactivated = (
+        run(
+            sql.SQL(
+                "update instruments i set {listed} = false, updated_at = now() where i.{listed} and i.{first_key}"
+                " is not null and not exists (select 1 from {stage} s where {key}) returning {label}"
+            ).format(
+                listed=sql.Identifier(broker.listed), first_key=first_key, stage=_STAGE, key=key_match, label=label
+            )
+        )
+        if unlist_missing
+        else []
     )
     report.changed, report.merged, report.added, report.deactivated = (
         len(changed),

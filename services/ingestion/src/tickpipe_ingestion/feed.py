@@ -54,7 +54,7 @@ class FeedConnection:
     url: str
     subscribe_messages: Callable[[], Sequence[str]]
     on_frame: FrameHandler
-    backoff: Backoff = Backoff()
+    backoff: Backoff = field(default_factory=Backoff)
     watchdog: Watchdog = field(default_factory=Watchdog)
     min_backoff_after: Callable[[], float] = lambda: 0.0
     """A floor for the next backoff the handler may raise (e.g. after a rate-limit disconnect)."""

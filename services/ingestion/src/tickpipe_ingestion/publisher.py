@@ -20,6 +20,7 @@ from tickpipe_core import (
     CONTENT_TYPE,
     SCHEMA_HEADER,
     SCHEMA_VERSION,
+    Backoff,
     Tick,
     Topology,
     encode_batch,
@@ -29,6 +30,8 @@ from tickpipe_core.settings import IngestSettings, redact_url
 from tickpipe_core.topology import TICKS_ROUTING_KEY
 
 log = get_logger("publisher")
+
+_BACKOFF = Backoff(base=0.25, cap=5.0)  # while RabbitMQ is away: retry soon, but never hammer it
 
 
 class TickPublisher:
@@ -82,9 +85,11 @@ class TickPublisher:
     async def _flush_loop(self) -> None:
         size = self._settings.max_ticks_per_message
         linger = self._settings.linger_ms / 1000
+        failures = 0  # consecutive failed rounds, for the backoff
         while True:
             if self._events and not await self._publish_events():
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(_BACKOFF.delay(failures))
+                failures += 1
                 continue
             if not self._buffer:
                 if self._closing:
@@ -106,7 +111,10 @@ class TickPublisher:
                 error = next(r for r in results if isinstance(r, BaseException))
                 self.counters["publish_failures"] += len(failed)
                 log.warning("publish_failed", error=f"{type(error).__name__}: {error}", buffered=len(self._buffer))
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(_BACKOFF.delay(failures))
+                failures += 1
+            else:
+                failures = 0
 
     async def _publish(self, ticks: list[Tick]) -> None:
         assert self._exchange is not None

@@ -38,7 +38,7 @@ _FIELDS = (
     "instrument_id", "change", "change_pct", "spread", "spread_bps", "mid", "micro_price", "imbalance",
     "book_imbalance", "last_trade_ts", "packet_ts",
 )  # fmt: skip
-if _FIELDS != Tick.__struct_fields__:
+if Tick.__struct_fields__ != _FIELDS:
     raise ImportError("TickBuilder.build passes Tick's fields by position: update _FIELDS and build() together")
 
 

@@ -40,6 +40,9 @@ HEARTBEAT = b"\x00"
 
 
 def kite_token(inst: SimInstrument) -> int:
+    """The instrument's real Kite token where it has one, else one made from its Dhan id."""
+    if inst.kite_token is not None:
+        return inst.kite_token
     return inst.security_id << 8 | wire.SEGMENT_CODES[KITE_SEGMENT_OF[inst.segment]]
 
 

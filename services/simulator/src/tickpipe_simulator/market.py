@@ -61,6 +61,8 @@ class SimInstrument:
     oi_high: int = 0
     oi_low: int = 0
     rng: random.Random = field(default_factory=random.Random)
+    kite_token: int | None = None
+    """A real Kite instrument token (the bundled market); None: derived from the Dhan id."""
 
     def __post_init__(self) -> None:
         self.price = self.day_open = self.day_high = self.day_low = self.prev_close

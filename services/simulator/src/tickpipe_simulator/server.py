@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -63,7 +64,7 @@ class SimulatorServer:
         self.sent: list[SentTick] = []
         self.ticks_sent = 0
         self.connections = 0
-        self.requests: list[object] = []
+        self.requests: list[dict[str, Any]] = []
         self._sessions: set[Session] = set()
         self._silent_until = 0.0
 

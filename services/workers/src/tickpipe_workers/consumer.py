@@ -18,14 +18,15 @@ from collections import Counter
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
-from tickpipe_core import DecodeError, StorageError, Tick, Topology, decode_batch, get_logger, is_retryable
+from tickpipe_core import Backoff, DecodeError, StorageError, Tick, Topology, decode_batch, get_logger, is_retryable
 from tickpipe_core.settings import WorkerSettings, redact_url
 from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers.writer import TickWriter
 
 SUMMARY_INTERVAL_S = 10.0
-_MAX_RETRY_DELAY_S = 15.0
 _SUBSCRIBE_ATTEMPTS = 6
+_SUBSCRIBE_BACKOFF = Backoff(base=0.2, cap=5.0)
+_COMMIT_BACKOFF = Backoff(base=0.25, cap=15.0)
 
 
 class Worker:
@@ -93,7 +94,7 @@ class Worker:
                 if attempt == _SUBSCRIBE_ATTEMPTS - 1:
                     raise
                 self.log.warning("worker_subscribe_failed", attempt=attempt + 1, error=f"{type(e).__name__}: {e}")
-                await asyncio.sleep(0.2 * 2**attempt)
+                await asyncio.sleep(_SUBSCRIBE_BACKOFF.delay(attempt))
         raise AssertionError("unreachable")
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -150,7 +151,7 @@ class Worker:
                 if not is_retryable(e):
                     self.log.error("batch_failed", error=str(e), rows=len(ticks))
                 # Even a non-retryable error may be a schema fix away; keep the batch (unacked) and retry.
-                delay = min(_MAX_RETRY_DELAY_S, 0.25 * 2**attempt)
+                delay = _COMMIT_BACKOFF.delay(attempt)
                 attempt += 1
                 self.log.warning("batch_retry", error=str(e), attempt=attempt, delay_s=delay, rows=len(ticks))
                 await asyncio.sleep(delay)

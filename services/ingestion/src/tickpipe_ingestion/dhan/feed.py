@@ -68,6 +68,8 @@ def shard(instruments: Sequence[Instrument]) -> list[list[Instrument]]:
 class DhanFeed(Feed):
     """All connections of one Dhan feed, decoding into ticks handed to `sink`."""
 
+    decoder: DhanDecoder
+
     def __init__(
         self,
         *,

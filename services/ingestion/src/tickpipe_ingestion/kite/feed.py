@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from tickpipe_core import ConfigError, Tick, get_logger, register_secret
 from tickpipe_core.settings import KiteMode
 from tickpipe_ingestion.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
-from tickpipe_ingestion.ticks import TickBuilder
 from tickpipe_ingestion.kite import wire
 from tickpipe_ingestion.kite.parse import KiteDecoder
+from tickpipe_ingestion.ticks import TickBuilder
 
 log = get_logger("kite.feed")
 
@@ -60,6 +60,8 @@ class KiteFeed(Feed):
     Text frames: `error` is logged and counted, `order` (a postback of the account's orders) goes
     to `orders` as raw JSON, `message` is logged.
     """
+
+    decoder: KiteDecoder
 
     def __init__(
         self,

@@ -58,7 +58,9 @@ class KiteDecoder:
 
     def _ltp(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last = wire.LTP_PACKET.unpack_from(frame, offset)
-        tick = self.builder.build(wire.segment_name(token), token, receive_ts, None, None, "ltp", last / wire.divisor(token))
+        tick = self.builder.build(
+            wire.segment_name(token), token, receive_ts, None, None, "ltp", last / wire.divisor(token)
+        )
         if tick is not None:
             out.append(tick)
 

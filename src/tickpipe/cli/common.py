@@ -1,0 +1,65 @@
+"""What every command shares: settings listed in --help, an async runner with clean signals, the broker choice."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+from pydantic_settings import BaseSettings
+
+from tickpipe_core.health import heartbeat
+from tickpipe_core.settings import DhanSettings, KiteSettings, SourceSettings, load
+
+if TYPE_CHECKING:
+    from tickpipe_ingestion.service import Brokers
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CAPTURE = click.Path(dir_okay=False, path_type=Path)
+WATCHLIST = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def reads(*classes: type[BaseSettings]) -> Callable[[F], F]:
+    """Append the environment variables a command reads to its --help."""
+    names = ["LOG_LEVEL", "LOG_FORMAT"]
+    for cls in classes:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        names += [(prefix + name).upper() for name in cls.model_fields]
+
+    def decorate(f: F) -> F:
+        f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n\b\nSettings (environment or .env): " + ", ".join(names)
+        return f
+
+    return decorate
+
+
+def run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine with an Event that SIGINT/SIGTERM set, for a clean shutdown."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        beat = asyncio.create_task(heartbeat())
+        try:
+            await main(stop)
+        finally:
+            beat.cancel()
+
+    asyncio.run(runner())
+
+
+def brokers() -> Brokers:
+    """DATA_SOURCE and the settings of the broker it names (loaded now, so errors come at start)."""
+    from tickpipe_ingestion.service import Brokers
+
+    source = load(SourceSettings).data_source
+    if source == "kite":
+        return Brokers(source, kite=load(KiteSettings))
+    return Brokers(source, dhan=load(DhanSettings))

@@ -1,0 +1,199 @@
+"""The pipeline's commands: migrate, ingest, record, work, run (all of them, supervised) and health."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from tickpipe.cli.common import CAPTURE, WATCHLIST, brokers, reads, run_async
+from tickpipe.cli.simulate import INSTRUMENTS_HELP, simulated_market
+from tickpipe_core import Topology
+from tickpipe_core.health import HEALTH_FILE_ENV, is_fresh
+from tickpipe_core.settings import (
+    AmqpSettings,
+    DatabaseSettings,
+    DhanSettings,
+    IngestSettings,
+    InstrumentSettings,
+    KiteSettings,
+    SourceSettings,
+    WorkerSettings,
+    load,
+    redact_url,
+)
+
+
+@click.command()
+@reads(DatabaseSettings)
+def migrate() -> None:
+    """Create the database if needed and apply pending SQL migrations in order."""
+    from tickpipe_core.migrate import migrate as apply
+
+    applied = apply(load(DatabaseSettings).database_url)
+    click.echo(f"applied {len(applied)} migration(s)", err=True)
+
+
+def _point_at_simulator(address: str) -> None:
+    """Set the feed settings that subscribe to the bundled market a `tickpipe simulate` serves at ADDRESS."""
+    from tickpipe_simulator.bundled import feed_settings
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--simulator")
+    source = load(SourceSettings).data_source
+    os.environ.update(feed_settings(source, int(port), simulated_market(source, None), host=host))
+
+
+@click.command()
+@click.option("--record", type=CAPTURE, default=None, help="Also write every raw frame to this capture file.")
+@click.option(
+    "--watchlist", type=WATCHLIST, default=None, help="Subscribe to this watchlist instead of DHAN_INSTRUMENTS."
+)
+@click.option(
+    "--simulator",
+    metavar="HOST:PORT",
+    default=None,
+    help="Subscribe to the bundled market of the `tickpipe simulate` at HOST:PORT (with its dummy credentials).",
+)
+@reads(SourceSettings, DhanSettings, KiteSettings, AmqpSettings, IngestSettings, DatabaseSettings, InstrumentSettings)
+def ingest(record: Path | None, watchlist: Path | None, simulator: str | None) -> None:
+    """Connect to the broker feed named by DATA_SOURCE and publish every tick to RabbitMQ.
+
+    Each tick carries our instrument id, from a map of the database's instruments that is reloaded
+    every INSTRUMENTS_REFRESH_S seconds and on SIGHUP.
+    """
+    from tickpipe_ingestion import run_ingest
+    from tickpipe_instruments.watchlist import load_watchlist, resolve
+
+    if simulator is not None:
+        _point_at_simulator(simulator)
+    chosen = brokers()
+    amqp, settings = load(AmqpSettings), load(IngestSettings)
+    db, instruments = load(DatabaseSettings), load(InstrumentSettings)
+    subscribe = resolve(db.database_url, load_watchlist(watchlist)) if watchlist else None
+    run_async(
+        lambda stop: run_ingest(
+            brokers=chosen,
+            amqp=amqp,
+            ingest=settings,
+            stop=stop,
+            record=record,
+            db=db,
+            instruments=instruments,
+            subscribe=subscribe,
+        )
+    )
+
+
+@click.command()
+@click.argument("path", type=CAPTURE)
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop after N seconds.")
+@reads(SourceSettings, DhanSettings, KiteSettings, IngestSettings)
+def record(path: Path, duration: float | None) -> None:
+    """Record the live feed's raw frames with their receive times to PATH (.gz compresses).
+
+    Nothing is published. Serve the file back with `tickpipe simulate --replay PATH`.
+    """
+    from tickpipe_ingestion.service import run_record
+
+    chosen, settings = brokers(), load(IngestSettings)
+
+    async def main(stop: asyncio.Event) -> None:
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        await run_record(brokers=chosen, ingest=settings, path=path, stop=stop)
+
+    run_async(main)
+
+
+@click.command()
+@click.option(
+    "--workers",
+    "count",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes (default: WORKER_COUNT).",
+)
+@reads(DatabaseSettings, AmqpSettings, WorkerSettings)
+def work(count: int | None) -> None:
+    """Drain the ticks queue into the hypertable with batch-insert worker processes.
+
+    One process per worker measured faster than tasks sharing a process (scripts/bench/bench_workers.py).
+    """
+    from tickpipe.supervisor import Child, Supervisor
+    from tickpipe_workers import run_workers
+
+    db, amqp, settings = load(DatabaseSettings), load(AmqpSettings), load(WorkerSettings)
+    count = count or settings.count
+    if count > 1:
+        sys.exit(Supervisor([Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]).run())
+    run_async(lambda stop: run_workers(1, db.database_url, amqp.amqp_url, Topology(amqp.amqp_prefix), settings, stop))
+
+
+@click.command()
+@click.option("--max-age", type=float, default=30.0, show_default=True, help="Seconds a heartbeat stays fresh.")
+def health(max_age: float) -> None:
+    """Exit 0 when this container's service is alive (its heartbeat file is fresh), else 1.
+
+    \b
+    Settings: TICKPIPE_HEALTH_FILE (the services touch it every few seconds).
+    """
+    path = os.environ.get(HEALTH_FILE_ENV)
+    if not path or not is_fresh(path, max_age):
+        raise click.ClickException(f"unhealthy: {HEALTH_FILE_ENV}={path!r} is missing or stale")
+
+
+@click.command()
+@click.option("--workers", "count", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
+@click.option("--instruments", type=click.IntRange(1, 25000), default=None, help=INSTRUMENTS_HELP)
+@click.option(
+    "--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True, help="Simulated ticks per second."
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Simulator port.")
+@click.option("--no-simulator", is_flag=True, help="Use the real broker feed (DATA_SOURCE and its settings).")
+@click.option("--watchlist", type=WATCHLIST, default=None, help="With --no-simulator: subscribe to this watchlist.")
+@reads(DatabaseSettings, AmqpSettings, SourceSettings, DhanSettings, KiteSettings, IngestSettings, WorkerSettings)
+def run(
+    count: int, instruments: int | None, rate: float, port: int, no_simulator: bool, watchlist: Path | None
+) -> None:
+    """All in one on this machine: migrate, then supervise simulator, ingestion and workers.
+
+    With the simulator (the default) the bundled market of real instruments is synced first, so
+    ticks carry instrument ids from the first second. Ctrl-C or SIGTERM stops ingestion first
+    (flushing what it holds), then the workers (each finishing its batch), then the simulator.
+    """
+    from tickpipe.cli.instruments import sync_bundled
+    from tickpipe.supervisor import Child, Supervisor
+    from tickpipe_core.migrate import migrate as apply
+    from tickpipe_simulator.bundled import feed_settings
+
+    source = load(SourceSettings).data_source
+    database_url = load(DatabaseSettings).database_url
+    apply(database_url)
+    children = []
+    ingest_env: dict[str, str] = {}
+    if not no_simulator:
+        if instruments is None:
+            sync_bundled(database_url, source)
+        args = ["simulate", "--source", source, "--port", str(port), "--rate", str(rate)]
+        children.append(Child("simulator", args + (["--instruments", str(instruments)] if instruments else []), {}))
+        ingest_env = feed_settings(source, port, simulated_market(source, instruments))
+    else:
+        chosen = brokers()
+        broker = chosen.kite or chosen.dhan
+        assert broker is not None
+        broker.credentials()  # fail now, not in a restarting child
+    children += [Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]
+    ingest_args = ["ingest", "--watchlist", str(watchlist.resolve())] if watchlist and no_simulator else ["ingest"]
+    children.append(Child("ingest", ingest_args, ingest_env))
+    click.echo(
+        f"tickpipe: {source} -> RabbitMQ -> {redact_url(database_url)}; Ctrl-C stops. Look at the data:\n"
+        f"  psql {redact_url(database_url)!r} -c 'select time, instrument_id, segment, security_id, ltp, volume,"
+        " spread_bps from ticks order by time desc limit 10'",
+        err=True,
+    )
+    sys.exit(Supervisor(children).run())
