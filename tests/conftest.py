@@ -29,6 +29,17 @@ DATA = Path(__file__).parent / "data"
 
 configure_logging("INFO", "json")
 
+# Tests are sorted by what they need: tests/unit nothing; tests/network loopback sockets to servers
+# they start; tests/integration the real services; tests/process tickpipe processes.
+_MARK_OF_DIR = {"network": "network", "integration": "integration", "process": "process"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = _MARK_OF_DIR.get(item.path.parent.name)
+        if mark is not None:
+            item.add_marker(mark)
+
 
 def _unavailable(what: str) -> None:
     if REQUIRE_SERVICES:

@@ -1,11 +1,25 @@
-"""Small helpers the tests share."""
+"""Helpers the tests share: free ports, one polling helper with a deadline, and sample data builders.
+
+Test modules import from here (or get fixtures from conftest.py), never from one another.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from tickpipe_core import Tick, new_tick_id
+
+# The 16-column header of Dhan's compact instrument master.
+COMPACT_HEADER = (
+    "SEM_EXM_EXCH_ID,SEM_SEGMENT,SEM_SMST_SECURITY_ID,SEM_INSTRUMENT_NAME,SEM_EXPIRY_CODE,SEM_TRADING_SYMBOL,"
+    "SEM_LOT_UNITS,SEM_CUSTOM_SYMBOL,SEM_EXPIRY_DATE,SEM_STRIKE_PRICE,SEM_OPTION_TYPE,SEM_TICK_SIZE,"
+    "SEM_EXPIRY_FLAG,SEM_EXCH_INSTRUMENT_TYPE,SEM_SERIES,SM_SYMBOL_NAME"
+)
 
 
 def free_port() -> int:
@@ -15,10 +29,54 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    """Poll `predicate` until it holds; fail naming `what` after `timeout` seconds."""
+def listening(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:port."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def until(
+    predicate: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    what: str,
+    timeout: float = 15,
+    interval: float = 0.01,
+) -> None:
+    """Poll `predicate` (plain or async) until it holds; fail naming `what` after `timeout` seconds.
+
+    The deadline only bounds a wait for something that must happen; no test asserts how fast it happens.
+    """
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        result = predicate()
+        if await result if inspect.isawaitable(result) else result:
+            return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15, interval: float = 0.05) -> None:
+    """`until` for synchronous tests (a subprocess, a server in another process)."""
+    asyncio.run(until(predicate, what, timeout, interval))
+
+
+def make_tick(**overrides: object) -> Tick:
+    """A plausible Dhan full tick; keywords replace any field."""
+    fields: dict[str, object] = dict(
+        tick_id=new_tick_id(),
+        source="dhan",
+        segment="NSE_FNO",
+        security_id=49229,
+        exchange_ts=datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC),
+        receive_ts=datetime(2025, 12, 29, 7, 17, 3, 120_000, tzinfo=UTC),
+        time_source="exchange",
+        packet="full",
+        ltp=25974.900390625,
+        ltq=75,
+        volume=123456,
+        bid_price=(25974.5, 25974.0),
+        bid_qty=(75, 150),
+        bid_orders=(1, 2),
+    )
+    fields.update(overrides)
+    return Tick(**fields)  # type: ignore[arg-type]

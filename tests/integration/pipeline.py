@@ -1,16 +1,17 @@
-"""Run the real ingestion service and workers in-process against a broker feed URL, for tests."""
+"""Helpers of the integration tests: run ingestion and workers in-process against a feed URL; count rows; publish."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import psycopg
 from pydantic import SecretStr
 
+from tests.helpers import until
 from tickpipe_core import Topology
 from tickpipe_core.settings import (
     AmqpSettings,
@@ -21,18 +22,40 @@ from tickpipe_core.settings import (
     KiteSettings,
     WorkerSettings,
 )
+from tickpipe_core.topology import TICKS_ROUTING_KEY
 from tickpipe_ingestion import run_ingest
 from tickpipe_ingestion.service import Brokers
 from tickpipe_simulator.server import SimulatorServer
 from tickpipe_workers import run_workers
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+def count_ticks(url: str) -> int:
+    """Rows in `ticks` now."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("select count(*) from ticks").fetchone()
+    return int(row[0]) if row else 0
+
+
+async def publish_bodies(amqp_url: str, topology: Topology, bodies: list[bytes]) -> None:
+    """Publish raw message bodies to the ticks routing key, confirmed and persistent."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange, _ = await topology.declare(channel)
+        for body in bodies:
+            await exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=TICKS_ROUTING_KEY
+            )
+
+
+async def queue_depths(amqp_url: str, topology: Topology) -> tuple[int, int]:
+    """Messages ready in the ticks queue and in the dead-letter queue."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        ticks = await channel.declare_queue(topology.ticks_queue, passive=True)
+        dead = await channel.declare_queue(topology.dead_queue, passive=True)
+        return ticks.declaration_result.message_count or 0, dead.declaration_result.message_count or 0
 
 
 async def count_rows(url: str) -> int:
@@ -101,8 +124,8 @@ async def run_pipeline(
     async def all_stored() -> bool:
         return await count_rows(database_url) >= rows
 
-    await wait_for(all_sent, timeout, "the feed to send everything")
-    await wait_for(all_stored, timeout, f"{rows} rows to be stored")
+    await until(all_sent, "the feed to send everything", timeout, interval=0.1)
+    await until(all_stored, f"{rows} rows to be stored", timeout, interval=0.1)
     stop_ingest.set()
     await ingest
     stop_work.set()

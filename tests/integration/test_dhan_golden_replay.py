@@ -18,15 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from tests.integration.pipeline import dhan, run_pipeline
 from tickpipe_core import Topology
 from tickpipe_ingestion.capture import CaptureWriter, read_frames
 from tickpipe_ingestion.dhan import wire
 from tickpipe_simulator.replay import Replay
-
-pytestmark = pytest.mark.integration
 
 CSV = Path(__file__).parent.parent / "data" / "dhan" / "nifty-futures-full-ticks-2025-12-29.csv"
 SEGMENT, SECURITY_ID = "NSE_FNO", 49229

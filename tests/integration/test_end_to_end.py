@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime
 
 import psycopg
-import pytest
 
-from tests.helpers import free_port
 from tests.integration.pipeline import dhan, run_simulated
 from tickpipe_core import Topology
 from tickpipe_ingestion.dhan.wire import IST_OFFSET_SECONDS
 from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.market import f32, make_instruments
-
-pytestmark = pytest.mark.integration
 
 
 def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
@@ -74,42 +65,3 @@ def test_rows_in_the_hypertable_are_exactly_the_ticks_the_simulator_sent(
         assert row[19:25] == (q.bid_price, q.bid_qty, q.bid_orders, q.ask_price, q.ask_qty, q.ask_orders)
         assert row[25] == "dhan"
         assert abs((row[26] - row[2]).total_seconds()) < 5
-
-
-@pytest.mark.parametrize("source", ["dhan", "kite"])
-def test_tickpipe_run_ingests_within_seconds_and_stops_cleanly_on_sigterm(
-    empty_database_url: str, amqp_url: str, topology: Topology, source: str
-) -> None:
-    env = {
-        **os.environ,
-        "DATA_SOURCE": source,
-        "DATABASE_URL": empty_database_url,
-        "AMQP_URL": amqp_url,
-        "AMQP_PREFIX": topology.prefix,
-        "LOG_FORMAT": "json",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tickpipe", "run", "--workers", "2", "--rate", "300", "--port", str(free_port())],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline, count = time.monotonic() + 30, 0
-        while time.monotonic() < deadline and count == 0:
-            time.sleep(0.5)
-            try:
-                with psycopg.connect(empty_database_url) as conn:
-                    count = conn.execute("select count(*) from ticks where source = %s", (source,)).fetchone()[0]  # type: ignore[index]
-            except psycopg.Error:
-                continue
-        assert count > 0, "no rows within 30 s"
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, output.decode()[-3000:]
-    log = output.decode()
-    for child in ("ingest", "worker-0", "worker-1", "simulator"):
-        assert f'"child": "{child}", "exit_code": 0' in log, child

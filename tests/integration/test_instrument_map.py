@@ -9,15 +9,13 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
+from tests.helpers import COMPACT_HEADER, until
 from tests.integration.pipeline import dhan, run_simulated
-from tests.unit.test_instrument_masters import COMPACT_HEADER
 from tickpipe_core import Topology
 from tickpipe_ingestion.instrument_map import InstrumentMap
 from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.market import make_instruments
-
-pytestmark = pytest.mark.integration
 
 
 def _list_in_master(database_url: str, security_ids: list[int]) -> dict[int, int]:
@@ -68,8 +66,7 @@ def test_a_reload_picks_up_newly_synced_instruments_without_a_restart(database_u
         now = asyncio.Event()
         task = asyncio.create_task(imap.keep_fresh(database_url, 3600, now))
         now.set()  # what SIGHUP does
-        while imap.loads < 2:
-            await asyncio.sleep(0.01)
+        await until(lambda: imap.loads >= 2, "the reload SIGHUP asks for")
         task.cancel()
 
     asyncio.run(reload_on_demand())

@@ -13,11 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.unit.test_instrument_masters import COMPACT_HEADER
+from tests.helpers import COMPACT_HEADER
 from tickpipe_core import SyncError
 from tickpipe_instruments import ParsedMaster, open_master, parse_master, sync_instruments
-
-pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).parent.parent / "data"
 

@@ -13,8 +13,6 @@ from structlog.testing import capture_logs
 from tickpipe_core import MigrationError
 from tickpipe_core.migrate import default_directory, migrate
 
-pytestmark = pytest.mark.integration
-
 
 def test_migrate_creates_the_database_and_a_ticks_hypertable(empty_database_url: str) -> None:
     applied = migrate(empty_database_url)

@@ -6,15 +6,12 @@ import asyncio
 import json
 
 import aio_pika
-import pytest
 
-from tests.unit.test_codec import make_tick
+from tests.helpers import make_tick
 from tickpipe_core import Topology, decode_batch
 from tickpipe_core.settings import IngestSettings
 from tickpipe_core.topology import ORDERS_ROUTING_KEY
 from tickpipe_ingestion import TickPublisher
-
-pytestmark = pytest.mark.integration
 
 
 def test_order_updates_land_on_the_orders_queue_and_ticks_on_the_ticks_queue(amqp_url: str, topology: Topology) -> None:

@@ -4,22 +4,16 @@ once over Kite's, lands in the same table with the same instruments and the same
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 
 import psycopg
-import pytest
 
+from tests.helpers import COMPACT_HEADER
 from tests.integration.pipeline import dhan, kite, run_simulated
-from tests.unit.test_instrument_masters import COMPACT_HEADER
-from tickpipe_core import EXIT_TERMINAL, Topology
+from tickpipe_core import Topology
 from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.kite import KiteSimulator, kite_token
 from tickpipe_simulator.market import SimInstrument, make_instruments
-
-pytestmark = pytest.mark.integration
 
 KITE_HEADER = (
     "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,"
@@ -91,15 +85,3 @@ def test_dhan_then_kite_fill_one_table_with_the_same_instruments_and_enrichment(
         assert abs(d_chg - k_chg) < 0.01 and abs(d_spr - k_spr) < 0.01 and abs(d_mid - k_mid) < 0.005
         assert p[11:17:2] == p[12:17:2]  # quantity-based enrichment and depth are identical
         assert (p[17], p[18]) == ("NSE_FNO", "NFO")
-
-
-def test_an_unknown_data_source_fails_at_start_naming_the_valid_ones() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tickpipe", "ingest"],
-        env={**os.environ, "DATA_SOURCE": "upstox"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == EXIT_TERMINAL  # a bad setting: retrying cannot help, so nothing restarts it
-    assert "configuration error: DATA_SOURCE: Input should be 'dhan' or 'kite'" in result.stderr

@@ -13,8 +13,6 @@ from tickpipe_core import ConfigError
 from tickpipe_instruments import open_master, parse_master, sync_instruments
 from tickpipe_instruments.watchlist import OptionsRule, Watchlist, load_watchlist, resolve
 
-pytestmark = pytest.mark.integration
-
 MASTER = Path(__file__).parent.parent / "data" / "dhan" / "nifty-derivatives-master-2026-02.csv"
 TRADING_DAY = date(2026, 2, 9)  # a Monday the master was current for
 

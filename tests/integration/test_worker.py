@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 import aio_pika
 import msgspec
 import psycopg
-import pytest
 
-from tests.unit.test_codec import make_tick
+from tests.helpers import make_tick, until
+from tests.integration.pipeline import count_ticks, publish_bodies, queue_depths
 from tickpipe_core import Topology, encode_batch
 from tickpipe_core.settings import WorkerSettings
-from tickpipe_core.topology import DEAD_REASON_HEADER, TICKS_ROUTING_KEY
+from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers import TickWriter, run_workers
-
-pytestmark = pytest.mark.integration
-
-
-def _count(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("select count(*) from ticks").fetchone()
-    return int(row[0]) if row else 0
 
 
 def test_writing_the_same_ticks_twice_stores_them_once(database_url: str) -> None:
@@ -39,7 +30,7 @@ def test_writing_the_same_ticks_twice_stores_them_once(database_url: str) -> Non
         return first, second
 
     assert asyncio.run(scenario()) == (50, 1)
-    assert _count(database_url) == 51
+    assert count_ticks(database_url) == 51
 
 
 def test_distinct_ticks_in_the_same_second_are_both_kept(database_url: str) -> None:
@@ -52,27 +43,7 @@ def test_distinct_ticks_in_the_same_second_are_both_kept(database_url: str) -> N
         await writer.close()
 
     asyncio.run(scenario())
-    assert _count(database_url) == 2
-
-
-async def _publish(amqp_url: str, topology: Topology, bodies: list[bytes]) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange, _ = await topology.declare(channel)
-        for body in bodies:
-            await exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=TICKS_ROUTING_KEY
-            )
-
-
-async def _queue_depths(amqp_url: str, topology: Topology) -> tuple[int, int]:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        ticks = await channel.declare_queue(topology.ticks_queue, passive=True)
-        dead = await channel.declare_queue(topology.dead_queue, passive=True)
-        return ticks.declaration_result.message_count or 0, dead.declaration_result.message_count or 0
+    assert count_ticks(database_url) == 2
 
 
 def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason_and_neighbours_land(
@@ -83,20 +54,18 @@ def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason_and_neighb
     bodies = [good[0], poison, good[1], b"\xc1garbage", good[2]]
 
     async def scenario() -> None:
-        await _publish(amqp_url, topology, bodies)
+        await publish_bodies(amqp_url, topology, bodies)
         stop = asyncio.Event()
         task = asyncio.create_task(
             run_workers(1, database_url, amqp_url, topology, WorkerSettings(batch_rows=1000, batch_timeout_s=0.2), stop)
         )
-        deadline = time.monotonic() + 30
-        while _count(database_url) < 30 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        await until(lambda: count_ticks(database_url) >= 30, "the good ticks", timeout=30, interval=0.1)
         stop.set()
         await task
 
     asyncio.run(scenario())
-    assert _count(database_url) == 30
-    assert asyncio.run(_queue_depths(amqp_url, topology)) == (0, 2)
+    assert count_ticks(database_url) == 30
+    assert asyncio.run(queue_depths(amqp_url, topology)) == (0, 2)
 
     async def dead_reasons() -> list[str]:
         connection = await aio_pika.connect(amqp_url)

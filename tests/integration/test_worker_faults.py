@@ -7,20 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psycopg
 import pytest
 
 from tests.conftest import ScratchPostgres
-from tests.integration.test_worker import _count, _publish, _queue_depths
-from tests.unit.test_codec import make_tick
+from tests.helpers import make_tick, until, wait_until
+from tests.integration.pipeline import count_ticks, publish_bodies, queue_depths
 from tickpipe_core import Topology, encode_batch
 from tickpipe_core.migrate import migrate
 from tickpipe_core.settings import WorkerSettings
 from tickpipe_workers import Worker, run_workers
-
-pytestmark = pytest.mark.integration
 
 
 def _bodies(messages: int, per_message: int, start: int = 0) -> list[bytes]:
@@ -53,12 +50,12 @@ async def _drain(database_url: str, amqp_url: str, topology: Topology, total: in
 
 
 async def _until_drained(database_url: str, amqp_url: str, topology: Topology, total: int, timeout: float) -> None:
-    """Wait until `total` rows are stored and the ticks queue is empty (or the timeout passes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _count(database_url) >= total and (await _queue_depths(amqp_url, topology))[0] == 0:
-            return
-        await asyncio.sleep(0.2)
+    """Wait until `total` rows are stored and the ticks queue is empty."""
+
+    async def drained() -> bool:
+        return count_ticks(database_url) >= total and (await queue_depths(amqp_url, topology))[0] == 0
+
+    await until(drained, f"{total} rows stored and an empty queue", timeout, interval=0.2)
 
 
 def test_redelivery_after_a_crash_between_commit_and_ack_stores_each_tick_once(
@@ -67,13 +64,13 @@ def test_redelivery_after_a_crash_between_commit_and_ack_stores_each_tick_once(
     total = 20 * 50
 
     async def scenario() -> None:
-        await _publish(amqp_url, topology, _bodies(20, 50))
+        await publish_bodies(amqp_url, topology, _bodies(20, 50))
         crasher = CrashAfterCommit(
             0, database_url, amqp_url, topology, WorkerSettings(batch_rows=400, batch_timeout_s=0.2)
         )
         with pytest.raises(_Crash):
             await crasher.run(asyncio.Event())
-        committed = _count(database_url)
+        committed = count_ticks(database_url)
         assert 0 < committed < total  # the crash left committed but unacked rows behind
         await _drain(database_url, amqp_url, topology, total)
 
@@ -86,7 +83,7 @@ def test_sigterm_mid_stream_finishes_the_batch_acks_it_and_loses_nothing(
     database_url: str, amqp_url: str, topology: Topology
 ) -> None:
     messages, per_message = 300, 100
-    asyncio.run(_publish(amqp_url, topology, _bodies(messages, per_message)))
+    asyncio.run(publish_bodies(amqp_url, topology, _bodies(messages, per_message)))
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -99,9 +96,7 @@ def test_sigterm_mid_stream_finishes_the_batch_acks_it_and_loses_nothing(
         [sys.executable, "-m", "tickpipe", "work"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.monotonic() + 30
-        while _count(database_url) == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: count_ticks(database_url) > 0, "the first commit", timeout=30)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
     finally:
@@ -109,11 +104,21 @@ def test_sigterm_mid_stream_finishes_the_batch_acks_it_and_loses_nothing(
             proc.kill()
     assert proc.returncode == 0, output.decode()[-2000:]
     assert b'"worker_stopped"' in output
-    stored = _count(database_url)
-    ready, _ = asyncio.run(_queue_depths(amqp_url, topology))
+    stored = count_ticks(database_url)
+    ready, _ = asyncio.run(queue_depths(amqp_url, topology))
     # Every message is either committed and acked, or back in the queue untouched: never both, never neither.
     assert stored + ready * per_message == messages * per_message
-    assert stored % per_message == 0
+    # From the numbered ticks (message m holds security ids m*1000 ..): each message landed whole or not at all.
+    with psycopg.connect(database_url) as conn:
+        per: dict[int, int] = dict(conn.execute("select security_id / 1000, count(*) from ticks group by 1").fetchall())
+    assert set(per.values()) == {per_message}
+    # The rest drains on a new worker: every tick exactly once across the shutdown.
+    asyncio.run(_drain(database_url, amqp_url, topology, messages * per_message))
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*), count(distinct security_id) from ticks").fetchone() == (
+            messages * per_message,
+            messages * per_message,
+        )
 
 
 def test_database_outage_mid_stream_loses_and_duplicates_nothing(
@@ -125,16 +130,15 @@ def test_database_outage_mid_stream_loses_and_duplicates_nothing(
     total = (first + second) * per_message
 
     async def scenario() -> None:
-        await _publish(amqp_url, topology, _bodies(first, per_message))
+        await publish_bodies(amqp_url, topology, _bodies(first, per_message))
         stop = asyncio.Event()
         worker = Worker(0, url, amqp_url, topology, WorkerSettings(batch_rows=500, batch_timeout_s=0.1))
         task = asyncio.create_task(worker.run(stop))
-        deadline = time.monotonic() + 30
-        while _count(url) == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await until(lambda: count_ticks(url) > 0, "the first commit", timeout=30, interval=0.05)
         scratch_postgres.stop(mode="immediate")
-        await _publish(amqp_url, topology, _bodies(second, per_message, start=first))
-        await asyncio.sleep(2)  # the worker meets the outage, keeps its batch and retries
+        await publish_bodies(amqp_url, topology, _bodies(second, per_message, start=first))
+        # The worker meets the outage, keeps its batch and retries (it does not exit).
+        await until(lambda: worker.counters["write_failures"] >= 2 or task.done(), "write failures", timeout=30)
         assert not task.done()
         scratch_postgres.start()
         await _until_drained(url, amqp_url, topology, total, 60)

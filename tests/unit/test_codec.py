@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import msgspec
 import pytest
 
-from tickpipe_core import DecodeError, Tick, decode_batch, encode_batch, new_tick_id
-
-
-def make_tick(**overrides: object) -> Tick:
-    fields: dict[str, object] = dict(
-        tick_id=new_tick_id(),
-        source="dhan",
-        segment="NSE_FNO",
-        security_id=49229,
-        exchange_ts=datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC),
-        receive_ts=datetime(2025, 12, 29, 7, 17, 3, 120_000, tzinfo=UTC),
-        time_source="exchange",
-        packet="full",
-        ltp=25974.900390625,
-        ltq=75,
-        volume=123456,
-        bid_price=(25974.5, 25974.0),
-        bid_qty=(75, 150),
-        bid_orders=(1, 2),
-    )
-    fields.update(overrides)
-    return Tick(**fields)  # type: ignore[arg-type]
+from tests.helpers import make_tick
+from tickpipe_core import DecodeError, decode_batch, encode_batch
 
 
 def test_round_trip_keeps_every_value_exactly() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import COMPACT_HEADER
 from tickpipe_core import SyncError
 from tickpipe_instruments import BadRow, InstrumentRow, ParsedMaster, open_master, parse_master
 
@@ -67,11 +68,6 @@ def test_kite_sample_dump_with_options_and_crlf() -> None:
     assert {r.exchange for r in options} == {"NSE"} and {r.segment for r in options} == {"D"}
 
 
-COMPACT_HEADER = (
-    "SEM_EXM_EXCH_ID,SEM_SEGMENT,SEM_SMST_SECURITY_ID,SEM_INSTRUMENT_NAME,SEM_EXPIRY_CODE,SEM_TRADING_SYMBOL,"
-    "SEM_LOT_UNITS,SEM_CUSTOM_SYMBOL,SEM_EXPIRY_DATE,SEM_STRIKE_PRICE,SEM_OPTION_TYPE,SEM_TICK_SIZE,"
-    "SEM_EXPIRY_FLAG,SEM_EXCH_INSTRUMENT_TYPE,SEM_SERIES,SM_SYMBOL_NAME"
-)
 GOOD = "NSE,E,1594,EQUITY,0,INFY,1.0,Infosys,,,,10.0000,NA,ES,EQ,INFOSYS LIMITED"
 
 

@@ -131,11 +131,25 @@ def test_an_abrupt_close_reconnects_resubscribes_with_modes_and_loses_nothing() 
 
 
 def test_refused_credentials_stop_the_feed_with_one_error_and_no_token_in_logs() -> None:
-    async def scenario(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
-        await asyncio.sleep(0.3)
+    """The feed itself stops on HTTP 403 (a feed that retried instead would never return)."""
+    sim = KiteSimulator(INSTRUMENTS, rate=500)
 
-    with pytest.raises(FeedAuthError, match="refused the credentials"):
-        _run(scenario, [(TOKENS[0], "ltp")], api_key="")  # the simulator answers HTTP 403, as Kite does
+    async def main() -> None:
+        async with sim.serving() as server:
+            port = server.sockets[0].getsockname()[1]
+            feed = KiteFeed(
+                base_url=f"ws://127.0.0.1:{port}",
+                api_key="",  # the simulator answers HTTP 403 without one, as Kite does
+                token=SecretStr(TOKEN),
+                subscriptions=[(TOKENS[0], "ltp")],
+                sink=lambda ticks: None,
+            )
+            await feed.run()
+
+    with capture_logs() as logs, pytest.raises(FeedAuthError, match="refused the credentials"):
+        asyncio.run(main())
+    assert sum(e["event"] == "feed_stopped" for e in logs) == 1
+    assert TOKEN not in repr(logs)
 
 
 def test_subscribe_messages_group_tokens_by_mode() -> None:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from tests.helpers import free_port
+from tests.helpers import free_port, listening, until, wait_until
 from tickpipe_core import Tick
 from tickpipe_ingestion.capture import read_frames, read_header
 from tickpipe_ingestion.dhan.feed import DhanFeed
@@ -29,22 +27,12 @@ def _tickpipe(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
     )
 
 
-def _wait_listening(port: int) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port}")
-
-
 def test_record_then_replay_reproduces_the_frames_and_ticks(tmp_path: Path) -> None:
     port, replay_port = free_port(), free_port()
     capture = tmp_path / "day.cap.gz"
     simulator = _tickpipe("simulate", "--port", str(port), "--instruments", "3", "--rate", "300")
     try:
-        _wait_listening(port)
+        wait_until(lambda: listening(port), "the simulator to listen")
         recorder = _tickpipe(
             "record",
             str(capture),
@@ -81,7 +69,7 @@ def test_record_then_replay_reproduces_the_frames_and_ticks(tmp_path: Path) -> N
     server = _tickpipe("simulate", "--replay", str(capture), "--speed", "0", "--port", str(replay_port))
     ticks: list[Tick] = []
     try:
-        _wait_listening(replay_port)
+        wait_until(lambda: listening(replay_port), "the replay to listen")
 
         async def consume() -> None:
             feed = DhanFeed(
@@ -93,9 +81,7 @@ def test_record_then_replay_reproduces_the_frames_and_ticks(tmp_path: Path) -> N
                 sink=ticks.extend,
             )
             task = asyncio.create_task(feed.run())
-            deadline = time.monotonic() + 15
-            while len(ticks) < len(expected) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await until(lambda: len(ticks) >= len(expected), "every recorded tick replayed")
             feed.stop()
             await task
 
