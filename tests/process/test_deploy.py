@@ -35,11 +35,16 @@ def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
     )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert set(services) == {"timescaledb", "rabbitmq", "migrate", "simulator", "ingestion", "workers"}
+    assert set(services) == {"timescaledb", "rabbitmq", "migrate", "seed", "simulator", "ingestion", "workers"}
     for name in ("timescaledb", "rabbitmq", "simulator", "ingestion", "workers"):
         assert services[name]["healthcheck"]["test"], name
     assert services["workers"]["deploy"]["replicas"] == 3
     assert services["ingestion"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["ingestion"]["depends_on"]["seed"]["condition"] == "service_completed_successfully"
+    assert services["ingestion"]["command"] == ["ingest", "--simulator", "simulator:8765"]
+    assert services["seed"]["command"] == ["instruments", "sync", "--bundled"]
+    for name in ("ingestion", "workers", "simulator"):  # a terminal failure holds, never crash-loops
+        assert services[name]["environment"]["TICKPIPE_ON_TERMINAL"] == "wait", name
     assert services["ingestion"]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
     assert services["workers"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"

@@ -68,6 +68,8 @@ class TickBuilder:
         self, receive_ts: datetime, last_trade_ts: datetime | None, packet_ts: datetime | None
     ) -> tuple[datetime, Literal["exchange", "receive"]]:
         """The exchange's packet time, else the last-trade time, else the receive time; sane ones only."""
+        if packet_ts is None and last_trade_ts is None:
+            return receive_ts, "receive"
         for candidate in (packet_ts, last_trade_ts):
             if candidate is not None:
                 if EARLIEST <= candidate <= receive_ts + MAX_AHEAD:

@@ -23,7 +23,8 @@ class KiteDecoder:
     def __init__(self, builder: TickBuilder | None = None) -> None:
         self.counters: Counter[str] = Counter()
         self.builder = builder if builder is not None else TickBuilder("kite")
-        self._clock = EpochSeconds()
+        self._clock = EpochSeconds()  # packet times
+        self._trade_clock = EpochSeconds()  # last-trade times: a second cache, so the two never evict each other
         self._bad = BadPackets("kite", self.counters).report
 
     def decode(self, frame: bytes, receive_ts: datetime) -> list[Tick]:
@@ -51,8 +52,8 @@ class KiteDecoder:
             self.counters[f"packets.{length}"] += 1
         return out
 
-    def _utc(self, seconds: int) -> datetime | None:
-        return self._clock.utc(seconds) if seconds > 0 else None
+    def _utc(self, seconds: int, clock: EpochSeconds) -> datetime | None:
+        return clock.utc(seconds) if seconds > 0 else None
 
     # Wire fields in, TickBuilder.build out.
 
@@ -73,7 +74,7 @@ class KiteDecoder:
         d = wire.divisor(token)
         prev = close / d
         tick = self.builder.build(
-            wire.segment_name(token), token, receive_ts, None, self._utc(ts),
+            wire.segment_name(token), token, receive_ts, None, self._utc(ts, self._clock),
             "index_full" if length == wire.INDEX_FULL else "index_quote",
             last / d, None, None, None, None, None, None, None, None,
             open_ / d, high / d, low / d, prev, prev,
@@ -101,7 +102,7 @@ class KiteDecoder:
         prev = close / d
         # Depth entries are (quantity, price, orders): 5 buy levels, then 5 sell levels.
         tick = self.builder.build(
-            wire.segment_name(token), token, receive_ts, self._utc(ltt), self._utc(ts), "full",
+            wire.segment_name(token), token, receive_ts, self._utc(ltt, self._trade_clock), self._utc(ts, self._clock), "full",
             last / d, qty, avg / d, volume, buy, sell, oi, oi_high, oi_low,
             open_ / d, high / d, low / d, prev, prev,
             tuple(p / d for p in depth[1:15:3]), depth[0:15:3], depth[2:15:3],

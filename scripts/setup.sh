@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make this machine ready to run and test tickpipe: what `make run` and `make test` call first.
+# Idempotent: a second run only checks. On Debian with a local PostgreSQL and RabbitMQ it installs
+# what a fresh machine lacks: uv, the locked Python environment, and TimescaleDB for the local
+# cluster (scripts/install-timescaledb.sh); it starts PostgreSQL or RabbitMQ when they are down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$HOME/.local/bin:$PATH"
+export UV_PYTHON_DOWNLOADS=never  # use this machine's Python 3.11+, never a downloaded one
+
+log() { echo "setup: $*" >&2; }
+
+if [ -d /usr/lib/postgresql ]; then
+  pg_major=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+  pg_isready -h 127.0.0.1 -q || { log "starting PostgreSQL ${pg_major}"; pg_ctlcluster --skip-systemctl-redirect "$pg_major" main start; }
+  bash scripts/install-timescaledb.sh
+else
+  log "no local PostgreSQL: point DATABASE_URL at one with TimescaleDB (or use docker compose up)"
+fi
+if command -v rabbitmqctl >/dev/null; then
+  rabbitmqctl -q status >/dev/null 2>&1 || {
+    log "starting RabbitMQ"
+    rabbitmq-server -detached
+    for _ in $(seq 60); do rabbitmqctl -q status >/dev/null 2>&1 && break; sleep 1; done
+  }
+fi
+
+command -v uv >/dev/null || { log "installing uv"; python3 -m pip install --quiet --user uv; }
+uv sync --frozen --all-packages --quiet
+log "ready: $(uv run --frozen python --version), TimescaleDB $(psql -U postgres -h 127.0.0.1 -tAc "select default_version from pg_available_extensions where name='timescaledb'" 2>/dev/null || echo '?')"
