@@ -102,7 +102,8 @@ class KiteDecoder:
         prev = close / d
         # Depth entries are (quantity, price, orders): 5 buy levels, then 5 sell levels.
         tick = self.builder.build(
-            wire.segment_name(token), token, receive_ts, self._utc(ltt, self._trade_clock), self._utc(ts, self._clock), "full",
+            wire.segment_name(token), token, receive_ts,
+            self._utc(ltt, self._trade_clock), self._utc(ts, self._clock), "full",
             last / d, qty, avg / d, volume, buy, sell, oi, oi_high, oi_low,
             open_ / d, high / d, low / d, prev, prev,
             tuple(p / d for p in depth[1:15:3]), depth[0:15:3], depth[2:15:3],
