@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,13 @@ def run_simulated(simulator: SimulatorServer, brokers: Callable[[str], Brokers],
             await run_pipeline(brokers=brokers(url), sent_all=lambda: simulator.done, **pipeline)
 
     asyncio.run(scenario())
+
+
+def sync_dhan_lines(database_url: str, lines: list[str]) -> dict[int, int]:
+    """Sync compact Dhan master rows (without the header); returns security id -> instrument id."""
+    from tests.helpers import COMPACT_HEADER
+    from tickpipe_instruments import parse_master, sync_instruments
+
+    sync_instruments(database_url, parse_master("dhan", io.StringIO("\n".join([COMPACT_HEADER, *lines]))))
+    with psycopg.connect(database_url) as conn:
+        return dict(conn.execute("select dhan_security_id, instrument_id from instruments").fetchall())

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from datetime import UTC, datetime
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
-from tests.integration.pipeline import dhan, run_pipeline
+from tests import analytics_reference as ref
+from tests.integration.pipeline import dhan, run_pipeline, sync_dhan_lines
 from tickpipe_core import Topology
 from tickpipe_ingestion.capture import CaptureWriter, read_frames
 from tickpipe_ingestion.dhan import wire
@@ -72,14 +77,10 @@ def _encode(row: dict[str, str]) -> bytes:
     )
 
 
-def test_real_nifty_ticks_replayed_over_websocket_are_stored_exactly(
-    database_url: str, amqp_url: str, topology: Topology, tmp_path: Path
-) -> None:
-    with CSV.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    full_rows = [r for r in rows if r["type"] == "full"]
-    assert (len(rows), len(full_rows)) == (356, 355)
-
+def _replay_through_the_pipeline(
+    rows: list[dict[str, str]], database_url: str, amqp_url: str, topology: Topology, tmp_path: Path
+) -> Path:
+    """Serve the recording as a capture over a real WebSocket into ingestion and workers; the re-recording's path."""
     capture = tmp_path / "nifty.cap"
     with CaptureWriter(capture, "dhan") as writer:
         for row in rows:
@@ -94,14 +95,26 @@ def test_real_nifty_ticks_replayed_over_websocket_are_stored_exactly(
                 database_url=database_url,
                 amqp_url=amqp_url,
                 topology=topology,
-                rows=len(full_rows),
+                rows=sum(r["type"] == "full" for r in rows),
                 sent_all=replay.finished.is_set,
                 record=rerecorded,
             )
 
     asyncio.run(scenario())
+    return rerecorded
 
-    assert [f.data for f in read_frames(rerecorded)] == [f.data for f in read_frames(capture)]
+
+def test_real_nifty_ticks_replayed_over_websocket_are_stored_exactly(
+    database_url: str, amqp_url: str, topology: Topology, tmp_path: Path
+) -> None:
+    with CSV.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    full_rows = [r for r in rows if r["type"] == "full"]
+    assert (len(rows), len(full_rows)) == (356, 355)
+
+    rerecorded = _replay_through_the_pipeline(rows, database_url, amqp_url, topology, tmp_path)
+
+    assert [f.data for f in read_frames(rerecorded)] == [f.data for f in read_frames(tmp_path / "nifty.cap")]
     with psycopg.connect(database_url) as conn:
         stored = conn.execute(
             "select time, segment, security_id, packet, time_source, ltp, ltq, atp, volume, oi,"
@@ -138,3 +151,71 @@ def test_real_nifty_ticks_replayed_over_websocket_are_stored_exactly(
         )
     first = stored[0]
     assert (first[5], first[0]) == (25974.900390625, datetime(2025, 12, 29, 7, 17, 2, tzinfo=UTC))
+
+
+def _tickpipe(database_url: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "tickpipe", *args],
+        env={**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_candles_and_profile_of_the_nifty_recording_equal_the_reference_computation(
+    database_url: str, amqp_url: str, topology: Topology, tmp_path: Path
+) -> None:
+    """Through the pipeline, then `tickpipe query`, live (the tail) and after `tickpipe maintain` (materialized)."""
+    sync_dhan_lines(
+        database_url,
+        ["NSE,D,49229,FUTIDX,0,NIFTY-Dec2025-FUT,75.0,NIFTY DEC FUT,2025-12-30 14:30:00,-0.01000,XX,10.0000,M,FUT,,"],
+    )
+    with CSV.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    _replay_through_the_pipeline(rows, database_url, amqp_url, topology, tmp_path)
+
+    # The reference: the recorded values, at the times Dhan's packets carry (the LTT, whole seconds).
+    ticks = [
+        ref.RefTick(
+            time=datetime.fromtimestamp(int(_ist_epoch(r["time"])) - wire.IST_OFFSET_SECONDS, UTC),
+            receive_time=datetime.fromtimestamp(_ist_epoch(r["time"]) - wire.IST_OFFSET_SECONDS, UTC),
+            ltp=float(r["ltp"]),
+            volume=int(r["volume"]),
+            atp=float(r["atp"]),
+            oi=int(r["oi"]),
+        )
+        for r in rows
+        if r["type"] == "full"
+    ]
+    window = ["--from", "2025-12-29", "--to", "2025-12-30"]
+    for when in ("live", "materialized"):
+        if when == "materialized":
+            _tickpipe(database_url, "maintain", "--once")
+        for interval, width in (
+            ("1m", timedelta(minutes=1)),
+            ("5m", timedelta(minutes=5)),
+            ("1d", timedelta(days=1)),
+            ("90s", timedelta(seconds=90)),
+        ):
+            out = _tickpipe(
+                database_url,
+                "query",
+                "candles",
+                "NIFTY-Dec2025-FUT",
+                "--interval",
+                interval,
+                "--format",
+                "csv",
+                *window,
+            )
+            assert out.splitlines() == ref.csv_lines(ref.candles(ticks, width)), (when, interval)
+
+    expected = ref.profile(ticks, date(2025, 12, 29), 0.1)
+    out = json.loads(
+        _tickpipe(database_url, "query", "profile", "NIFTY-Dec2025-FUT", "--day", "2025-12-29", "--format", "json")
+    )
+    assert [(p["price_low"], p["volume"], p["is_poc"], p["in_value_area"]) for p in out] == expected
+    assert sum(p[2] for p in expected) == 1 and len(expected) > 5

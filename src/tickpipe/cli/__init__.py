@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from tickpipe.cli.analytics import maintain, query
 from tickpipe.cli.instruments import instruments
 from tickpipe.cli.pipeline import health, ingest, migrate, record, run, work
 from tickpipe.cli.simulate import simulate
@@ -31,7 +32,7 @@ def cli() -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
-for command in (migrate, ingest, record, work, simulate, instruments, health, run):
+for command in (migrate, ingest, record, work, simulate, instruments, maintain, query, health, run):
     cli.add_command(command)
 
 

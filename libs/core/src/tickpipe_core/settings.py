@@ -194,6 +194,20 @@ class WorkerSettings(_Settings):
     prefetch: int = Field(0, ge=0, description="Unacked messages per consumer; 0 derives it from the batch.")
 
 
+class AnalyticsSettings(_Settings):
+    """`tickpipe maintain`: candle refresh (Apache edition), retention, chunk size."""
+
+    maintain_interval_s: float = Field(10.0, gt=0, description="How often `tickpipe maintain` runs a cycle.")
+    analytics_late_s: float = Field(
+        120.0, ge=0, description="Ticks up to this late are folded into materialized candles (Apache edition)."
+    )
+    ticks_retention_days: int = Field(0, ge=0, description="Drop tick chunks older than this (0: keep forever).")
+    candles_retention_days: int = Field(0, ge=0, description="Drop candles older than this (0: keep forever).")
+    ticks_chunk_hours: int = Field(
+        24, ge=1, le=24 * 7, description="Hours per ticks chunk (new chunks); see docs/analytics.md for sizing."
+    )
+
+
 class LogSettings(_Settings):
     """Logging."""
 

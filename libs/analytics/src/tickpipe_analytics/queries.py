@@ -1,0 +1,135 @@
+"""Read the analytics schema for people who would rather not write SQL: `tickpipe query ...`.
+
+Every function here is one query against a documented relation or function of `analytics`
+(docs/analytics.md); nothing is computed in Python that the database does not also give to SQL users.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from tickpipe_core import ConfigError
+
+LEVEL_OF_INTERVAL = {"1s": "1s", "1m": "1m", "5m": "5m", "15m": "15m", "1h": "1h", "1d": "1d"}
+_INTERVAL = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume", "vwap", "ticks")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    instrument_id: int
+    trading_symbol: str
+    tick_size: float | None
+
+
+def parse_interval(text: str) -> timedelta:
+    """'1m', '5m', '2h', '90s', '1d' -> a timedelta; anything else is a ConfigError naming it."""
+    m = _INTERVAL.match(text.strip())
+    if not m or int(m[1]) == 0:
+        raise ConfigError(f"--interval {text!r}: give a number and a unit, e.g. 1s, 1m, 15m, 1h, 1d")
+    return timedelta(**{_UNIT[m[2]]: int(m[1])})
+
+
+def resolve_instrument(conn: psycopg.Connection[Any], text: str) -> Instrument:
+    """An instrument id, or a trading symbol of either broker; an unknown or ambiguous one is a ConfigError."""
+    if text.isdigit():
+        rows = conn.execute(
+            "select instrument_id, trading_symbol, tick_size::float8 from instruments where instrument_id = %s",
+            (int(text),),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "select instrument_id, trading_symbol, tick_size::float8 from instruments"
+            " where %s in (trading_symbol, dhan_symbol, kite_symbol) order by active desc, instrument_id",
+            (text,),
+        ).fetchall()
+    if not rows:
+        raise ConfigError(f"no instrument {text!r} (give an instrument id or a trading symbol of either broker)")
+    if len(rows) > 1:
+        ids = ", ".join(f"{r[0]} ({r[1]})" for r in rows[:10])
+        raise ConfigError(f"{text!r} names {len(rows)} instruments: {ids}; give the instrument id")
+    return Instrument(int(rows[0][0]), str(rows[0][1]), rows[0][2])
+
+
+def default_window(conn: psycopg.Connection[Any], instrument_id: int) -> tuple[datetime, datetime]:
+    """The trading day of the instrument's newest tick (India time), to now."""
+    row = conn.execute(
+        "select analytics.trading_day(max(time))::timestamp at time zone 'Asia/Kolkata', now()"
+        " from ticks where instrument_id = %s",
+        (instrument_id,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise ConfigError(f"instrument {instrument_id} has no ticks yet")
+    return row[0], row[1]
+
+
+def candles(
+    conn: psycopg.Connection[Any], instrument_id: int, interval: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Candles from `analytics.candles_<level>` for the fixed levels, else `analytics.candles(...)`."""
+    level = LEVEL_OF_INTERVAL.get(interval)
+    with conn.cursor(row_factory=dict_row) as cur:
+        if level is not None:
+            cur.execute(
+                sql.SQL(
+                    "select time, open, high, low, close, volume, vwap, ticks, oi_open, oi_close"
+                    " from analytics.{} where instrument_id = %s and time >= time_bucket(%s::interval, %s::timestamptz,"
+                    " 'Asia/Kolkata') and time < %s"
+                    " and trading_day between analytics.trading_day(%s) and analytics.trading_day(%s) order by time"
+                ).format(sql.Identifier(f"candles_{level}")),
+                (instrument_id, parse_interval(interval), start, end, start, end),
+            )
+        else:
+            cur.execute(
+                "select time, open, high, low, close, volume, vwap, ticks, oi_open, oi_close"
+                " from analytics.candles(%s, %s, %s, %s)",
+                (instrument_id, parse_interval(interval), start, end),
+            )
+        return cur.fetchall()
+
+
+def profile(
+    conn: psycopg.Connection[Any], instrument_id: int, day: date, bin_width: float | None
+) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from analytics.volume_profile(%s, %s, %s)", (instrument_id, day, bin_width))
+        return cur.fetchall()
+
+
+def chain(conn: psycopg.Connection[Any], underlying: str, expiry: date | None) -> tuple[date, list[dict[str, Any]]]:
+    """The option chain of `underlying` at `expiry` (default: the nearest expiry from today, India time)."""
+    if expiry is None:
+        row = conn.execute(
+            "select min(expiry) from instruments where underlying = %s and option_type in ('CE', 'PE')"
+            " and expiry >= analytics.trading_day(now())",
+            (underlying,),
+        ).fetchone()
+        if row is None or row[0] is None:
+            row = conn.execute(
+                "select max(expiry) from instruments where underlying = %s and option_type in ('CE', 'PE')",
+                (underlying,),
+            ).fetchone()
+        if row is None or row[0] is None:
+            raise ConfigError(f"no options of {underlying!r} in the instruments (sync the masters first)")
+        expiry = row[0]
+    assert expiry is not None
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from analytics.option_chain(%s, %s)", (underlying, expiry))
+        return expiry, cur.fetchall()
+
+
+def breadth(conn: psycopg.Connection[Any], instrument_ids: list[int]) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from analytics.breadth(%s)", (instrument_ids,))
+        row = cur.fetchone()
+    assert row is not None
+    return row
