@@ -213,6 +213,23 @@ def test_candles_and_profile_of_the_nifty_recording_equal_the_reference_computat
             )
             assert out.splitlines() == ref.csv_lines(ref.candles(ticks, width)), (when, interval)
 
+    chart = tmp_path / "nifty-1m.png"
+    table = _tickpipe(database_url, "query", "candles", "NIFTY-Dec2025-FUT", *window, "--plot", str(chart))
+    assert table.splitlines()[0].split() == [
+        "time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "ticks",
+        "oi_open",
+        "oi_close",
+    ]
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
+    (Path(os.environ.get("TICKPIPE_TEST_ARTIFACTS", tmp_path)) / chart.name).write_bytes(chart.read_bytes())
+
     expected = ref.profile(ticks, date(2025, 12, 29), 0.1)
     out = json.loads(
         _tickpipe(database_url, "query", "profile", "NIFTY-Dec2025-FUT", "--day", "2025-12-29", "--format", "json")
