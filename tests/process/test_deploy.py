@@ -35,7 +35,9 @@ def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
     )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert set(services) == {"timescaledb", "rabbitmq", "migrate", "seed", "simulator", "ingestion", "workers"}
+    assert set(services) == {
+        "timescaledb", "rabbitmq", "migrate", "seed", "simulator", "ingestion", "workers", "maintain"
+    }  # fmt: skip
     for name in ("timescaledb", "rabbitmq", "simulator", "ingestion", "workers"):
         assert services[name]["healthcheck"]["test"], name
     assert services["workers"]["deploy"]["replicas"] == 3

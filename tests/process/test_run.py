@@ -59,7 +59,7 @@ def test_tickpipe_run_stores_enriched_ticks_of_real_instruments_and_stops_cleanl
             proc.kill()
     log = output.decode()
     assert proc.returncode == 0, log[-3000:]
-    for child in ("ingest", "worker-0", "worker-1", "simulator"):
+    for child in ("ingest", "worker-0", "worker-1", "maintain", "simulator"):
         assert f'"child": "{child}", "exit_code": 0' in log, child
     assert "psql " in log  # it says where to look
 

@@ -160,7 +160,7 @@ def health(max_age: float) -> None:
 def run(
     count: int, instruments: int | None, rate: float, port: int, no_simulator: bool, watchlist: Path | None
 ) -> None:
-    """All in one on this machine: migrate, then supervise simulator, ingestion and workers.
+    """All in one on this machine: migrate, then supervise simulator, ingestion, workers and maintain.
 
     With the simulator (the default) the bundled market of real instruments is synced first, so
     ticks carry instrument ids from the first second. Ctrl-C or SIGTERM stops ingestion first
@@ -188,12 +188,14 @@ def run(
         assert broker is not None
         broker.credentials()  # fail now, not in a restarting child
     children += [Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]
+    children.append(Child("maintain", ["maintain"], {}))
     ingest_args = ["ingest", "--watchlist", str(watchlist.resolve())] if watchlist and no_simulator else ["ingest"]
     children.append(Child("ingest", ingest_args, ingest_env))
     click.echo(
         f"tickpipe: {source} -> RabbitMQ -> {redact_url(database_url)}; Ctrl-C stops. Look at the data:\n"
         f"  psql {redact_url(database_url)!r} -c 'select time, instrument_id, segment, security_id, ltp, volume,"
-        " spread_bps from ticks order by time desc limit 10'",
+        " spread_bps from ticks order by time desc limit 10'\n"
+        "  tickpipe query candles INFY --interval 1m     (docs/analytics.md: every relation and function)",
         err=True,
     )
     sys.exit(Supervisor(children).run())
