@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -262,7 +263,15 @@ def test_the_community_edition_sql_parses_and_its_aggregate_queries_plan_here(da
         elif isinstance(node, ast.DoStmt):
             body = next(a.arg.sval for a in node.args or () if a.defname == "as")
             parse_plpgsql(f"create function f() returns void language plpgsql as $body${body}$body$")
-    assert len(queries) == 2  # the tick-level aggregates; the wider ones are built in the DO block
+            # The wider levels' template, on the 0006 relation with the same columns as the 1m aggregate.
+            template = re.search(r"timescaledb.materialized_only = false\) as\s+(select .*?)with no data", body, re.S)
+            assert template is not None
+            queries.append(
+                template[1]
+                .replace("%2$L", "'5 minutes'")
+                .replace("analytics._candles_%3$s_cagg", "analytics._candles_1m_raw")
+            )
+    assert len(queries) == 2  # the tick-level aggregate, and the template the wider levels are built with
     with psycopg.connect(database_url) as conn:
         for q in queries:
             conn.execute(f"explain {q}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import msgspec
@@ -11,7 +11,7 @@ import psycopg
 
 from tests.helpers import make_tick, until
 from tests.integration.pipeline import count_ticks, publish_bodies, queue_depths
-from tickpipe_core import Topology, encode_batch
+from tickpipe_core import Tick, Topology, encode_batch
 from tickpipe_core.settings import WorkerSettings
 from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers import TickWriter, run_workers
@@ -87,14 +87,34 @@ def test_latest_quotes_keep_the_newest_tick_even_when_batches_arrive_out_of_orde
     early = datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC)
     late = datetime(2025, 12, 29, 7, 17, 9, tzinfo=UTC)
 
+    def tick(at: datetime, **fields: object) -> Tick:
+        return make_tick(exchange_ts=at, receive_ts=at + timedelta(milliseconds=100), **fields)
+
     async def scenario() -> None:
         writer = TickWriter(database_url)
-        await writer.write([make_tick(exchange_ts=late, ltp=101.0), make_tick(security_id=7, exchange_ts=early)])
-        await writer.write([make_tick(exchange_ts=early, ltp=99.0)])  # an older batch, delivered late
-        await writer.write([make_tick(security_id=7, exchange_ts=late, ltp=55.5)])
+        await writer.write([tick(late, ltp=101.0), tick(early, security_id=7)])
+        await writer.write([tick(early, ltp=99.0)])  # an older batch, delivered late
+        await writer.write([tick(late, security_id=7, ltp=55.5)])
+        # A quote packet (no exchange time: its receive time) received after a full packet whose exchange
+        # clock is a second behind ours: the newer quote wins (clocks are never compared across sources).
+        await writer.write([make_tick(security_id=8, exchange_ts=late, receive_ts=late, ltp=1.0)])
+        await writer.write(
+            [
+                make_tick(
+                    security_id=8,
+                    exchange_ts=late - timedelta(seconds=1),
+                    receive_ts=late + timedelta(milliseconds=5),
+                    ltp=2.0,
+                )
+            ]
+        )
         await writer.close()
 
     asyncio.run(scenario())
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("select security_id, ltp, time, bid_price from latest_quotes order by 1").fetchall()
-    assert rows == [(7, 55.5, late, 25974.5), (49229, 101.0, late, 25974.5)]
+    assert rows == [
+        (7, 55.5, late, 25974.5),
+        (8, 2.0, late - timedelta(seconds=1), 25974.5),
+        (49229, 101.0, late, 25974.5),
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from structlog.testing import capture_logs
 
@@ -103,3 +103,16 @@ def test_bad_packets_are_counted_logged_with_hex_and_do_not_stop_the_frame() -> 
 def test_disconnect_packet_reports_its_reason_code() -> None:
     decoded = DhanDecoder().decode(wire.DISCONNECT_PACKET.pack(50, 10, 0, 0, 807), RECEIVED)
     assert decoded.disconnect_code == 807 and decoded.ticks == []
+
+
+def test_a_new_india_trading_day_forgets_the_previous_close_and_oi() -> None:
+    """The next session's change is never computed from yesterday's previous close."""
+    decoder = DhanDecoder()
+    evening = datetime(2025, 7, 24, 18, 29, 0, tzinfo=UTC)  # 23:59 IST
+    prev_close = wire.PREV_CLOSE_PACKET.pack(wire.PREV_CLOSE, wire.PREV_CLOSE_PACKET.size, 2, 1, 90.0, 0)
+    decoder.decode(prev_close, evening)
+    (same_day,) = decoder.decode(wire.TICKER_PACKET.pack(wire.TICKER, 16, 2, 1, 99.0, 0), evening).ticks
+    assert (same_day.prev_close, same_day.change) == (90.0, 9.0)
+    next_morning = evening + timedelta(minutes=2)  # 00:01 IST: a new trading day
+    (next_day,) = decoder.decode(wire.TICKER_PACKET.pack(wire.TICKER, 16, 2, 1, 99.0, 0), next_morning).ticks
+    assert (next_day.prev_close, next_day.change, next_day.oi) == (None, None, None)

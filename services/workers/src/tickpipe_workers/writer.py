@@ -100,8 +100,9 @@ _LATEST_COLUMNS = [
 _UPSERT_LATEST = sql.SQL(
     "insert into latest_quotes as q ({columns}) values ({values})"
     " on conflict (source, segment, security_id) do update set {updates}, updated_at = now()"
-    # Newest wins, so a late batch never overwrites a newer quote.
-    " where (excluded.time, excluded.receive_time) > (q.time, q.receive_time)"
+    # The last received wins, by our one clock: a late (redelivered) batch never overwrites a newer
+    # quote, and a quote without an exchange time never loses to an older one that has one.
+    " where (excluded.receive_time, excluded.time) > (q.receive_time, q.time)"
 ).format(
     columns=sql.SQL(", ").join(map(sql.Identifier, _LATEST_COLUMNS)),
     values=sql.SQL(", ").join(sql.Placeholder() * len(_LATEST_COLUMNS)),
@@ -115,7 +116,7 @@ def latest_rows(ticks: Sequence[Tick]) -> list[tuple[Any, ...]]:
     for t in ticks:
         key = (t.source, t.segment, t.security_id)
         seen = latest.get(key)
-        if seen is None or (t.exchange_ts, t.receive_ts) >= (seen.exchange_ts, seen.receive_ts):
+        if seen is None or (t.receive_ts, t.exchange_ts) >= (seen.receive_ts, seen.exchange_ts):
             latest[key] = t
     return [
         (
