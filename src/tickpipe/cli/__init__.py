@@ -16,7 +16,7 @@ import click
 
 from tickpipe.cli.analytics import maintain, query
 from tickpipe.cli.instruments import instruments
-from tickpipe.cli.pipeline import health, ingest, migrate, record, run, work
+from tickpipe.cli.pipeline import health, ingest, migrate, record, run, serve, work
 from tickpipe.cli.simulate import simulate
 from tickpipe_core import EXIT_FAILURE, EXIT_TERMINAL, ConfigError, TerminalError, TickpipeError, configure_logging
 from tickpipe_core.logging import redact
@@ -32,7 +32,7 @@ def cli() -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
-for command in (migrate, ingest, record, work, simulate, instruments, maintain, query, health, run):
+for command in (migrate, ingest, record, work, serve, simulate, instruments, maintain, query, health, run):
     cli.add_command(command)
 
 

@@ -20,6 +20,7 @@ from tickpipe_core.settings import (
     IngestSettings,
     InstrumentSettings,
     KiteSettings,
+    ServeSettings,
     SourceSettings,
     WorkerSettings,
     load,
@@ -199,3 +200,18 @@ def run(
         err=True,
     )
     sys.exit(Supervisor(children).run())
+
+
+@click.command()
+@reads(DatabaseSettings, AmqpSettings, ServeSettings)
+def serve() -> None:
+    """The read side: REST (/v1/quotes, /v1/candles, /v1/instruments, /v1/lag, /v1/health), the live
+    WebSocket stream (/v1/stream) and the page (/), on SERVE_HOST:SERVE_PORT.
+    """
+    import uvicorn
+
+    from tickpipe_gateway import create_app
+
+    settings, amqp = load(ServeSettings), load(AmqpSettings)
+    app = create_app(settings, load(DatabaseSettings).database_url, amqp.amqp_url, Topology(amqp.amqp_prefix))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)

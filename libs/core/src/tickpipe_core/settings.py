@@ -208,6 +208,25 @@ class AnalyticsSettings(_Settings):
     )
 
 
+class ServeSettings(_Settings):
+    """`tickpipe serve`: the HTTP API, the live WebSocket stream and the page."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVE_", env_file=".env", extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address to listen on (loopback unless you mean otherwise).")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the API, the stream and the page.")
+    token: SecretStr | None = Field(
+        None, description="When set, every endpoint wants `Authorization: Bearer TOKEN` (or `?token=`)."
+    )
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
+    client_queue: int = Field(
+        2000, ge=10, description="Messages a stream client may have waiting; more and it is disconnected (slow)."
+    )
+
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
 class LogSettings(_Settings):
     """Logging."""
 

@@ -1,0 +1,337 @@
+"""`tickpipe serve`: the REST API, the live stream and the page, as one Starlette application.
+
+Starlette (the ASGI toolkit FastAPI is built on) and uvicorn: a handful of JSON endpoints and one
+WebSocket route need routing, static files, CORS and a lifespan, not a framework's models and docs.
+Database reads run in Starlette's thread pool on a psycopg connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketClose, WebSocketDisconnect
+
+from tickpipe_core import ConfigError, Tick, Topology, get_logger
+from tickpipe_core.settings import ServeSettings
+from tickpipe_gateway.stream import Client, Hub, cancel, tick_message
+
+log = get_logger("gateway")
+
+WEB = Path(__file__).parent / "web"
+VENDOR_CHARTS = (
+    Path(__file__).resolve().parents[2] / "web" / "node_modules" / "lightweight-charts" / "dist"
+    / "lightweight-charts.standalone.production.js"
+)  # fmt: skip
+REPLAY_LIMIT = 50_000
+UNAUTHORIZED_CODE = 4401
+
+
+class BearerAuth:
+    """Every HTTP request and WebSocket wants the token: `Authorization: Bearer T`, or `?token=T` (browsers)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    def _allowed(self, scope: Scope) -> bool:
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
+        if not given:
+            for pair in scope.get("query_string", b"").split(b"&"):
+                key, _, value = pair.partition(b"=")
+                if key == b"token":
+                    given = value
+        return hmac.compare_digest(given, self.token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._allowed(scope):
+            response = PlainTextResponse("unauthorized", 401, headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+        elif scope["type"] == "websocket" and not self._allowed(scope):
+            await WebSocketClose(UNAUTHORIZED_CODE, "unauthorized")(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+class Symbols:
+    """Instrument id -> trading symbol, loaded once and refreshed when an id it does not know appears."""
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+        self._pool = pool
+        self._by_id: dict[int, str] = {}
+        self._missing: set[int] = set()
+
+    def load(self) -> None:
+        with self._pool.connection() as conn:
+            self._by_id = dict(conn.execute("select instrument_id, trading_symbol from instruments").fetchall())
+        self._missing.clear()
+
+    def __call__(self, instrument_id: int) -> str | None:
+        symbol = self._by_id.get(instrument_id)
+        if symbol is None:
+            self._missing.add(instrument_id)
+        return symbol
+
+
+def resolve(conn: psycopg.Connection[Any], names: Iterable[str | int]) -> tuple[dict[int, str], list[str]]:
+    """Instrument ids or symbols of either broker -> ({id: symbol}, [the names that match nothing])."""
+    wanted = [str(n).strip() for n in names if str(n).strip()]
+    ids = [int(n) for n in wanted if n.isdigit()]
+    symbols = [n for n in wanted if not n.isdigit()]
+    rows = conn.execute(
+        "select instrument_id, trading_symbol, dhan_symbol, kite_symbol from instruments"
+        " where instrument_id = any(%s) or trading_symbol = any(%s) or dhan_symbol = any(%s)"
+        " or kite_symbol = any(%s) order by active desc, instrument_id",
+        (ids, symbols, symbols, symbols),
+    ).fetchall()
+    found: dict[int, str] = {}
+    matched: set[str] = set()
+    for iid, trading, dhan, kite in rows:
+        names_of_row = {str(iid), trading, dhan, kite}
+        hit = [n for n in wanted if n in names_of_row and n not in matched]
+        if hit:
+            found[iid] = trading
+            matched.update(hit)
+    return found, [n for n in wanted if n not in matched]
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A database row as JSON values: times and dates in ISO 8601, numerics as numbers."""
+    return {
+        k: v.isoformat() if isinstance(v, date) else float(v) if isinstance(v, Decimal) else v for k, v in row.items()
+    }
+
+
+def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topology: Topology) -> Starlette:
+    """The gateway application; its lifespan opens the database pool and the RabbitMQ consumer."""
+    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        database_url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
+    )
+    symbols = Symbols(pool)
+    hub = Hub(amqp_url, topology, symbols)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(pool.open, True, 10)
+        await run_in_threadpool(symbols.load)
+        await hub.start()
+        refresh = asyncio.create_task(_refresh_symbols())
+        log.info("gateway_started", host=settings.host, port=settings.port, auth=settings.token is not None)
+        try:
+            yield
+        finally:
+            await cancel(refresh)
+            await hub.stop()
+            await run_in_threadpool(pool.close)
+
+    async def _refresh_symbols() -> None:
+        while True:
+            await asyncio.sleep(30)
+            with contextlib.suppress(psycopg.Error):
+                await run_in_threadpool(symbols.load)
+
+    def query(sql: str, params: Any = None) -> list[dict[str, Any]]:
+        with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def quotes(request: Request) -> Response:
+        names = request.query_params.get("instruments")
+        columns = (
+            "select i.instrument_id, i.trading_symbol as symbol, i.exchange, l.time, l.ltp, l.volume, l.oi,"
+            " l.change_pct, l.bid_price as bid, l.bid_qty, l.ask_price as ask, l.ask_qty"
+        )
+        if not names:  # every instrument with a quote: the page's default watchlist
+            rows = query(f"{columns} from analytics.latest l join instruments i using (instrument_id)"
+                         " order by i.trading_symbol limit 500")  # fmt: skip
+            return JSONResponse({"quotes": [_jsonable(r) for r in rows], "unknown": []})
+        with pool.connection() as conn:
+            found, unknown = resolve(conn, names.split(","))
+        rows = query(
+            f"{columns} from instruments i left join analytics.latest l using (instrument_id)"
+            " where i.instrument_id = any(%s) order by i.trading_symbol",
+            (list(found),),
+        )
+        return JSONResponse({"quotes": [_jsonable(r) for r in rows], "unknown": unknown})
+
+    def candles(request: Request) -> Response:
+        from tickpipe_analytics import queries
+
+        params = request.query_params
+        try:
+            interval = params.get("interval", "1m")
+            queries.parse_interval(interval)
+            start = datetime.fromisoformat(params["from"]) if "from" in params else None
+            end = datetime.fromisoformat(params["to"]) if "to" in params else None
+            with pool.connection() as conn:
+                inst = queries.resolve_instrument(conn, params.get("instrument", ""))
+                default_start, default_end = queries.default_window(conn, inst.instrument_id)
+                rows = queries.candles(
+                    conn, inst.instrument_id, interval, _utc(start) or default_start, _utc(end) or default_end
+                )
+        except (ConfigError, ValueError) as e:
+            return JSONResponse({"error": str(e)}, 400)
+        return JSONResponse(
+            {"instrument_id": inst.instrument_id, "symbol": inst.trading_symbol, "interval": interval,
+             "candles": [_jsonable(r) for r in rows]}
+        )  # fmt: skip
+
+    def instruments(request: Request) -> Response:
+        q = request.query_params.get("q", "").strip()
+        rows = query(
+            "select instrument_id, trading_symbol as symbol, exchange, instrument_type, expiry, strike, option_type,"
+            " dhan_segment, dhan_security_id, kite_instrument_token from instruments"
+            " where active and (trading_symbol ilike %s or name ilike %s) order by trading_symbol limit 50",
+            (f"{q}%", f"%{q}%"),
+        )
+        return JSONResponse({"instruments": [_jsonable(r) for r in rows]})
+
+    def lag(request: Request) -> Response:
+        (row,) = query("select now() as now, max(time) as newest_time, max(receive_time) as newest_receive"
+                       " from latest_quotes")  # fmt: skip
+        seconds = (row["now"] - row["newest_time"]).total_seconds() if row["newest_time"] else None
+        return JSONResponse({**_jsonable(row), "lag_seconds": seconds})
+
+    def health(request: Request) -> Response:
+        try:
+            query("select 1")
+            database = "ok"
+        except psycopg.Error as e:
+            database = f"error: {type(e).__name__}"
+        ok = database == "ok" and hub.connected
+        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "stream": hub.stats()},
+                            200 if ok else 503)  # fmt: skip
+
+    async def stream(ws: WebSocket) -> None:
+        await ws.accept()
+        client = Client(ws.send_text, lambda code, reason: ws.close(code, reason), settings.client_queue)
+        hub.add(client)
+        pump = asyncio.create_task(client.pump())
+        try:
+            while True:
+                try:
+                    message = json.loads(await ws.receive_text())
+                    if not isinstance(message, dict):
+                        raise ValueError("send a JSON object")
+                except (ValueError, KeyError) as e:
+                    await ws.send_text(json.dumps({"type": "error", "message": f"not understood: {e}"}))
+                    continue
+                await _handle(ws, client, message)
+        except WebSocketDisconnect:
+            pass
+        except RuntimeError:
+            pass  # closed by the hub (too slow) while we waited
+        finally:
+            hub.remove(client)
+            await cancel(pump)
+
+    async def _handle(ws: WebSocket, client: Client, message: dict[str, Any]) -> None:
+        if "subscribe" in message or "unsubscribe" in message:
+            names = message.get("subscribe") or message.get("unsubscribe") or []
+            found, unknown = await run_in_threadpool(_resolve, names)
+            if "subscribe" in message:
+                hub.subscribe(client, set(found))
+            else:
+                hub.unsubscribe(client, set(found))
+            await ws.send_text(json.dumps({
+                "type": "subscribed" if "subscribe" in message else "unsubscribed",
+                "instruments": [{"instrument_id": i, "symbol": s} for i, s in found.items()],
+                "unknown": unknown,
+            }))  # fmt: skip
+        if "since" in message:
+            since = _utc(datetime.fromisoformat(str(message["since"])))
+            await _replay(ws, client, since)
+
+    def _resolve(names: Iterable[str | int]) -> tuple[dict[int, str], list[str]]:
+        with pool.connection() as conn:
+            return resolve(conn, names)
+
+    async def _replay(ws: WebSocket, client: Client, since: datetime | None) -> None:
+        """What the client missed, from the database, before any further live tick; live copies are skipped."""
+        async with client.sending:
+            rows = await run_in_threadpool(
+                query,
+                "select tick_id, source, segment, security_id, time, receive_time, time_source, packet, ltp, volume,"
+                " oi, change_pct, bid_price, bid_qty, ask_price, ask_qty, instrument_id from ticks"
+                " where instrument_id = any(%s) and time >= %s order by time, receive_time limit %s",
+                (list(client.instruments), since, REPLAY_LIMIT),
+            )
+            for r in rows:
+                tick = _row_tick(r)
+                client.skip.add(tick.tick_id)
+                await ws.send_text(tick_message(tick, symbols(tick.instrument_id or 0), replay=True).decode())
+            await ws.send_text(json.dumps({"type": "replay_done", "count": len(rows)}))
+
+    def page(request: Request) -> Response:
+        return FileResponse(WEB / "index.html")
+
+    def charts_library(request: Request) -> Response:
+        if not VENDOR_CHARTS.exists():
+            return PlainTextResponse("lightweight-charts is not installed: run scripts/setup.sh (npm ci)", 503)
+        return FileResponse(VENDOR_CHARTS, media_type="text/javascript")
+
+    middleware = [Middleware(BearerAuth, token=settings.token.get_secret_value())] if settings.token else []
+    if settings.origins():
+        middleware.append(Middleware(CORSMiddleware, allow_origins=settings.origins(), allow_headers=["Authorization"]))
+    routes = [
+        Route("/", page),
+        Route("/v1/quotes", quotes),
+        Route("/v1/candles", candles),
+        Route("/v1/instruments", instruments),
+        Route("/v1/lag", lag),
+        Route("/v1/health", health),
+        WebSocketRoute("/v1/stream", stream),
+        Route("/static/vendor/lightweight-charts.js", charts_library),
+        Mount("/static", StaticFiles(directory=WEB)),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.hub = hub
+    return app
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    """ISO times without a zone are UTC."""
+    return None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _row_tick(r: dict[str, Any]) -> Tick:
+    return Tick(
+        tick_id=r["tick_id"] if isinstance(r["tick_id"], uuid.UUID) else uuid.UUID(str(r["tick_id"])),
+        source=r["source"],
+        segment=r["segment"],
+        security_id=r["security_id"],
+        exchange_ts=r["time"],
+        receive_ts=r["receive_time"],
+        time_source=r["time_source"],
+        packet=r["packet"],
+        ltp=r["ltp"],
+        volume=r["volume"],
+        oi=r["oi"],
+        change_pct=r["change_pct"],
+        bid_price=tuple(r["bid_price"] or ()),
+        bid_qty=tuple(r["bid_qty"] or ()),
+        ask_price=tuple(r["ask_price"] or ()),
+        ask_qty=tuple(r["ask_qty"] or ()),
+        instrument_id=r["instrument_id"],
+    )
