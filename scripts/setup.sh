@@ -28,4 +28,22 @@ fi
 
 command -v uv >/dev/null || { log "installing uv"; python3 -m pip install --quiet --user uv; }
 uv sync --frozen --all-packages --quiet
+
+# The page's charting library, from the npm registry (package-lock.json pins it).
+if [ ! -f services/gateway/web/node_modules/lightweight-charts/package.json ]; then
+  if command -v npm >/dev/null; then
+    log "installing the page's front-end packages"
+    (cd services/gateway/web && npm ci --no-audit --no-fund --silent)
+  else
+    log "no npm: the page at / will have no chart (install Node.js and npm, then rerun)"
+  fi
+fi
+
+# Debian's Chromium, for the browser tests (Playwright drives it; no browser download of its own).
+if [ "${TICKPIPE_BROWSER_TESTS:-1}" = 1 ] && ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  log "installing Debian's chromium for the browser tests"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 log "ready: $(uv run --frozen python --version), TimescaleDB $(psql -U postgres -h 127.0.0.1 -tAc "select default_version from pg_available_extensions where name='timescaledb'" 2>/dev/null || echo '?')"

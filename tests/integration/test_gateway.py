@@ -187,7 +187,7 @@ def test_since_replays_what_a_client_missed_from_the_database_then_goes_live(
             await ws.send(
                 json.dumps({"subscribe": ["ALPHA"], "since": (start + timedelta(milliseconds=10)).isoformat()})
             )
-            messages = []
+            messages: list[dict[str, Any]] = []
             while not messages or messages[-1]["type"] != "replay_done":
                 messages.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
             replayed = [m for m in messages if m["type"] == "tick"]

@@ -36,7 +36,7 @@ def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert set(services) == {
-        "timescaledb", "rabbitmq", "migrate", "seed", "simulator", "ingestion", "workers", "maintain"
+        "timescaledb", "rabbitmq", "migrate", "seed", "simulator", "ingestion", "workers", "maintain", "serve"
     }  # fmt: skip
     for name in ("timescaledb", "rabbitmq", "simulator", "ingestion", "workers"):
         assert services[name]["healthcheck"]["test"], name
@@ -45,6 +45,7 @@ def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
     assert services["ingestion"]["depends_on"]["seed"]["condition"] == "service_completed_successfully"
     assert services["ingestion"]["command"] == ["ingest", "--simulator", "simulator:8765"]
     assert services["seed"]["command"] == ["instruments", "sync", "--bundled"]
+    assert [(p["host_ip"], p["target"]) for p in services["serve"]["ports"]] == [("127.0.0.1", 8000)]
     for name in ("ingestion", "workers", "simulator"):  # a terminal failure holds, never crash-loops
         assert services[name]["environment"]["TICKPIPE_ON_TERMINAL"] == "wait", name
     assert services["ingestion"]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"

@@ -99,6 +99,7 @@ async function health() {
 
 async function main() {
   const chart = LightweightCharts.createChart(document.getElementById("chart"), {
+    autoSize: true,
     layout: { background: { color: "#0f1115" }, textColor: "#d7dae0" },
     grid: { vertLines: { color: "#1c2030" }, horzLines: { color: "#1c2030" } },
     timeScale: { timeVisible: true, secondsVisible: false },
