@@ -96,10 +96,13 @@ async def _publish(amqp_url: str, topology: Topology, ticks: list[Tick]) -> None
 
 
 async def _receive_ticks(ws: ClientConnection, count: int, into: list[dict[str, Any]]) -> None:
+    """Tick messages, one per frame or several in a `ticks` frame, in order."""
     while len(into) < count:
         m = json.loads(await ws.recv())
         if m["type"] == "tick":
             into.append(m)
+        elif m["type"] == "ticks":
+            into.extend(m["ticks"])
 
 
 def test_rest_quotes_candles_instruments_lag_and_health(database_url: str, amqp_url: str, topology: Topology) -> None:

@@ -80,7 +80,7 @@ function connect(ids) {
   ws.onopen = () => ws.send(JSON.stringify(since ? { subscribe: ids, since } : { subscribe: ids }));
   ws.onmessage = (event) => {
     const m = JSON.parse(event.data);
-    if (m.type === "tick") { since = m.time; onTick(m); }
+    for (const t of m.type === "ticks" ? m.ticks : m.type === "tick" ? [m] : []) { since = t.time; onTick(t); }
   };
   ws.onclose = () => setTimeout(() => connect(ids), 1000);
 }
