@@ -301,3 +301,28 @@ def test_a_token_guards_every_endpoint_and_the_stream(database_url: str, amqp_ur
                 assert json.loads(await ws.recv())["type"] == "subscribed"
 
     asyncio.run(scenario())
+
+
+def test_two_gateway_processes_side_by_side_each_stream_every_tick(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    ids = _instruments(database_url)
+
+    async def scenario() -> None:
+        async with (
+            _gateway(database_url, amqp_url, topology) as first,
+            _gateway(database_url, amqp_url, topology) as second,
+            connect(f"ws://{first}/v1/stream") as a,
+            connect(f"ws://{second}/v1/stream") as b,
+        ):
+            for ws in (a, b):
+                await ws.send(json.dumps({"subscribe": ["BRAVO"]}))
+                await ws.recv()
+            await _publish(amqp_url, topology, _numbered(ids["BRAVO"], 300))
+            got_a: list[dict[str, Any]] = []
+            got_b: list[dict[str, Any]] = []
+            await asyncio.wait_for(_receive_ticks(a, 300, got_a), 30)
+            await asyncio.wait_for(_receive_ticks(b, 300, got_b), 30)
+        assert [m["volume"] for m in got_a] == [m["volume"] for m in got_b] == list(range(1, 301))
+
+    asyncio.run(scenario())
