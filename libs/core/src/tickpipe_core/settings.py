@@ -170,7 +170,12 @@ class IngestSettings(_Settings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", env_file=".env", extra="ignore", frozen=True)
 
     max_ticks_per_message: int = Field(500, ge=1, le=100_000, description="Ticks per AMQP message, at most.")
-    linger_ms: float = Field(20, ge=0, le=10_000, description="How long a partial message may wait.")
+    linger_ms: float = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="How long a partial message may wait (0: publish at once; batches form in flight).",
+    )
     buffer_ticks: int = Field(2_000_000, ge=1000, description="Ticks held in memory while RabbitMQ is unreachable.")
     silence_timeout_s: float = Field(
         30, ge=0, description="Reconnect a feed connection silent this long while the market is open (0: never)."
@@ -190,7 +195,9 @@ class WorkerSettings(_Settings):
 
     count: int = Field(1, ge=1, le=64, description="Worker processes `tickpipe work` starts.")
     batch_rows: int = Field(5000, ge=1, description="A batch commits when it holds this many ticks...")
-    batch_timeout_s: float = Field(0.5, gt=0, description="...or when its first message is this old.")
+    batch_timeout_s: float = Field(
+        0.0, ge=0, description="0: commit as soon as nothing more is waiting (group commit); >0: also wait this long."
+    )
     prefetch: int = Field(0, ge=0, description="Unacked messages per consumer; 0 derives it from the batch.")
 
 

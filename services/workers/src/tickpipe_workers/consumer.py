@@ -1,8 +1,11 @@
 """A batch-insert worker: RabbitMQ messages in, COPY into the hypertable, ack after commit.
 
-A batch closes when it holds `batch_rows` ticks or when its first message is `batch_timeout_s`
-old, whichever comes first. Its messages are acked with one multiple-ack only after the commit,
-so a crash at any point means redelivery, which the writer turns into no duplicate rows.
+Group commit: a batch takes every message already waiting (up to `batch_rows` ticks) and commits at
+once, so a trickle commits within milliseconds and a flood commits in large batches (what arrives
+during a commit is waiting for the next). After a batch a quarter full or more (load), the next one
+also lingers up to 50 ms to fill, so that throughput holds. `batch_timeout_s` > 0 sets a fixed linger.
+A batch's messages are acked with one multiple-ack only after the commit, so a crash at any point
+means redelivery, which the writer turns into no duplicate rows.
 A message that cannot be decoded goes to the dead-letter exchange with the reason in a header
 and the rest of its batch still lands. A database error keeps the batch, backs off and retries.
 """
@@ -21,12 +24,14 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from tickpipe_core import Backoff, DecodeError, StorageError, Tick, Topology, decode_batch, get_logger, is_retryable
 from tickpipe_core.settings import WorkerSettings, redact_url
 from tickpipe_core.topology import DEAD_REASON_HEADER
+from tickpipe_workers.latency import SAMPLE_EVERY, LatencyHistogram
 from tickpipe_workers.writer import TickWriter
 
 SUMMARY_INTERVAL_S = 10.0
 _SUBSCRIBE_ATTEMPTS = 6
 _SUBSCRIBE_BACKOFF = Backoff(base=0.2, cap=5.0)
 _COMMIT_BACKOFF = Backoff(base=0.25, cap=15.0)
+_LOADED_LINGER_S = 0.05
 
 
 class Worker:
@@ -43,6 +48,10 @@ class Worker:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._dead: AbstractExchange | None = None
         self.counters: Counter[str] = Counter()
+        self.latency = LatencyHistogram()
+        """Receive-to-commit since the worker started (in `worker_stopped`)."""
+        self._latency_interval = LatencyHistogram()
+        self._under_load = False
         self.log = get_logger("worker", worker=worker_id, pid=os.getpid())
 
     @property
@@ -69,7 +78,13 @@ class Worker:
         finally:
             await self._writer.close()
             await connection.close()
-            self.log.info("worker_stopped", duplicate_batches=self._writer.duplicate_batches, **dict(self.counters))
+            self.log.info(
+                "worker_stopped",
+                duplicate_batches=self._writer.duplicate_batches,
+                latency_histogram=self.latency.as_dict(),
+                **self.latency.summary(),
+                **dict(self.counters),
+            )
 
     async def _subscribe(
         self,
@@ -101,7 +116,7 @@ class Worker:
         self._inbox.put_nowait(message)
 
     async def _collect(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
-        """Wait for a first message, then gather until the batch is full or old enough."""
+        """Wait for a first message, then take what is waiting until the batch is full (or old enough)."""
         stop_wait = asyncio.ensure_future(stop.wait())
         get = asyncio.ensure_future(self._inbox.get())
         try:
@@ -113,20 +128,26 @@ class Worker:
             return []
         batch = [get.result()]
         rows = _tick_count(batch[0])
-        deadline = time.monotonic() + self._settings.batch_timeout_s
+        # Under load (the last batch came close to full), a moment's wait fills the batch: fewer, larger
+        # commits keep up where many small ones would fall behind and queue for seconds.
+        linger = self._settings.batch_timeout_s or (_LOADED_LINGER_S if self._under_load else 0.0)
+        deadline = time.monotonic() + linger
         while rows < self._settings.batch_rows:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and linger:
                 break
             try:
                 message = self._inbox.get_nowait()
             except asyncio.QueueEmpty:
+                if not self._settings.batch_timeout_s and not self._under_load:
+                    break  # nothing more is waiting: commit now
                 try:
                     message = await asyncio.wait_for(self._inbox.get(), remaining)
                 except TimeoutError:
                     break
             batch.append(message)
             rows += _tick_count(message)
+        self._under_load = rows >= self._settings.batch_rows // 4
         return batch
 
     async def _commit(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
@@ -156,6 +177,9 @@ class Worker:
                 self.log.warning("batch_retry", error=str(e), attempt=attempt, delay_s=delay, rows=len(ticks))
                 await asyncio.sleep(delay)
         latency = time.perf_counter() - started
+        committed = time.time()
+        for histogram in (self.latency, self._latency_interval):
+            histogram.record_batch((t.receive_ts for t in ticks[::SAMPLE_EVERY]), committed)
         await self._ack(batch)
         self.counters["batches"] += 1
         self.counters["messages"] += len(batch)
@@ -201,6 +225,7 @@ class Worker:
         last, last_t = 0, time.monotonic()
         while True:
             await asyncio.sleep(SUMMARY_INTERVAL_S)
+            interval, self._latency_interval = self._latency_interval, LatencyHistogram()  # per summary interval
             now = time.monotonic()
             rows = self.counters["rows"]
             batches = self.counters["batches"] or 1
@@ -210,6 +235,7 @@ class Worker:
                 avg_batch_rows=rows // batches,
                 avg_commit_ms=self.counters["commit_ms_total"] // batches,
                 duplicate_batches=self._writer.duplicate_batches,
+                **interval.summary(),
                 **dict(self.counters),
             )
             last, last_t = rows, now
