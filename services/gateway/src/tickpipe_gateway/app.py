@@ -75,23 +75,18 @@ class BearerAuth:
 
 
 class Symbols:
-    """Instrument id -> trading symbol, loaded once and refreshed when an id it does not know appears."""
+    """Instrument id -> trading symbol, loaded at start and every 30 s (new instruments are synced daily)."""
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
         self._pool = pool
         self._by_id: dict[int, str] = {}
-        self._missing: set[int] = set()
 
     def load(self) -> None:
         with self._pool.connection() as conn:
             self._by_id = dict(conn.execute("select instrument_id, trading_symbol from instruments").fetchall())
-        self._missing.clear()
 
     def __call__(self, instrument_id: int) -> str | None:
-        symbol = self._by_id.get(instrument_id)
-        if symbol is None:
-            self._missing.add(instrument_id)
-        return symbol
+        return self._by_id.get(instrument_id)
 
 
 def resolve(conn: psycopg.Connection[Any], names: Iterable[str | int]) -> tuple[dict[int, str], list[str]]:
