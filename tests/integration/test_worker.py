@@ -11,10 +11,10 @@ import psycopg
 
 from tests.helpers import make_tick, until
 from tests.integration.pipeline import count_ticks, publish_bodies, queue_depths
-from tickpipe_core import Tick, Topology, encode_batch
+from tickpipe_core import Tick, Topology, decode_batch, encode_batch
 from tickpipe_core.settings import WorkerSettings
 from tickpipe_core.topology import DEAD_REASON_HEADER
-from tickpipe_workers import TickWriter, run_workers
+from tickpipe_workers import TickWriter, Worker, run_workers
 
 
 def test_writing_the_same_ticks_twice_stores_them_once(database_url: str) -> None:
@@ -81,6 +81,68 @@ def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason_and_neighb
 
     reasons = asyncio.run(dead_reasons())
     assert reasons[0].startswith("invalid tick batch") and reasons[1].startswith("not a tickpipe message")
+
+
+def test_ticks_no_column_can_hold_go_to_the_dead_letter_queue_alone_and_their_neighbours_land(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    """An integer of 2**64-1 (the COPY encoder cannot write it), a NUL in text, and a row PostgreSQL refuses.
+
+    The last is a data error no inspection predicts (here a trigger of this test's database raises one),
+    so the batch is halved until the refused tick stands alone.
+    """
+    neighbours = [make_tick(security_id=i, volume=i) for i in range(40)]
+    huge = make_tick(security_id=1000, volume=2**64 - 1)
+    nul = make_tick(security_id=1001, segment="NSE\x00FNO")
+    refused = make_tick(security_id=1002)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "create function refuse_1002() returns trigger language plpgsql as $$ begin"
+            " if new.security_id = 1002 then raise exception 'refused by the database' using errcode = '22023';"
+            " end if; return new; end $$"
+        )
+        conn.execute("create trigger refuse_1002 before insert on ticks for each row execute function refuse_1002()")
+    bodies = [
+        encode_batch(neighbours[:10]),
+        encode_batch([*neighbours[10:20], huge, *neighbours[20:30]]),  # the bad ones share a message with good ones
+        encode_batch([nul, *neighbours[30:35], refused, *neighbours[35:40]]),
+    ]
+
+    async def scenario() -> Worker:
+        await publish_bodies(amqp_url, topology, bodies)
+        stop = asyncio.Event()
+        worker = Worker(0, database_url, amqp_url, topology, WorkerSettings(batch_rows=1000, batch_timeout_s=0.2))
+        task = asyncio.create_task(worker.run(stop))
+        await until(lambda: count_ticks(database_url) >= 40 or task.done(), "the 40 good ticks", timeout=30)
+        assert not task.done()  # the worker never exits over bad data
+        stop.set()
+        await task
+        return worker
+
+    worker = asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        stored = sorted(r[0] for r in conn.execute("select security_id from ticks").fetchall())
+    assert stored == list(range(40))  # every neighbour, exactly once; nothing altered, nothing bad
+    assert worker.counters["ticks_dead_lettered"] == 3
+    assert asyncio.run(queue_depths(amqp_url, topology)) == (0, 3)
+
+    async def dead_letters() -> dict[int, str]:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            queue = await (await connection.channel()).declare_queue(topology.dead_queue, passive=True)
+            found = {}
+            for _ in range(3):
+                message = await queue.get(timeout=5)
+                assert message is not None
+                (tick,) = decode_batch(message.body)
+                found[tick.security_id] = str((message.headers or {})[DEAD_REASON_HEADER])
+                await message.ack()
+            return found
+
+    reasons = asyncio.run(dead_letters())
+    assert reasons[1000] == f"volume={2**64 - 1} does not fit the column's int8"
+    assert reasons[1001] == "segment holds a NUL character"
+    assert "refused by the database" in reasons[1002]
 
 
 def test_latest_quotes_keep_the_newest_tick_even_when_batches_arrive_out_of_order(database_url: str) -> None:

@@ -15,17 +15,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import struct
 import time
 from collections import Counter
 
 import aio_pika
+import psycopg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
-from tickpipe_core import Backoff, DecodeError, StorageError, Tick, Topology, decode_batch, get_logger, is_retryable
+from tickpipe_core import (
+    CONTENT_TYPE,
+    SCHEMA_HEADER,
+    SCHEMA_VERSION,
+    Backoff,
+    DecodeError,
+    StorageError,
+    Tick,
+    Topology,
+    decode_batch,
+    encode_batch,
+    get_logger,
+    is_retryable,
+)
 from tickpipe_core.settings import WorkerSettings, redact_url
 from tickpipe_core.topology import DEAD_REASON_HEADER
+from tickpipe_workers.checks import unstorable
 from tickpipe_workers.latency import SAMPLE_EVERY, LatencyHistogram
-from tickpipe_workers.writer import TickWriter
+from tickpipe_workers.writer import FIELDS, TYPES, TickWriter
 
 SUMMARY_INTERVAL_S = 10.0
 _SUBSCRIBE_ATTEMPTS = 6
@@ -163,7 +179,14 @@ class Worker:
             try:
                 inserted = await self._writer.write(ticks)
                 break
+            except _UNENCODABLE as e:
+                # A value the COPY encoder cannot write: isolate the ticks that hold one, keep the rest.
+                ticks = await self._isolate(ticks, batch[0], f"{type(e).__name__}: {e}")
+                continue
             except StorageError as e:
+                if _is_data_error(e):
+                    ticks = await self._isolate(ticks, batch[0], str(e))
+                    continue
                 self.counters["write_failures"] += 1
                 if stop.is_set():
                     # Shutting down during an outage: leave the batch unacked for redelivery.
@@ -187,6 +210,51 @@ class Worker:
         self.counters["rows_inserted"] += inserted
         self.counters["commit_ms_total"] += int(latency * 1000)
         self.counters["max_batch_rows"] = max(self.counters["max_batch_rows"], len(ticks))
+
+    async def _isolate(self, ticks: list[Tick], template: AbstractIncomingMessage, error: str) -> list[Tick]:
+        """Dead-letter the ticks that cannot be stored as they are (with the reason); return the rest.
+
+        Ticks whose values do not fit their columns are found by inspection; if PostgreSQL still
+        refuses the rest, they are halved until the refused ones stand alone.
+        """
+        bad = [(t, reason) for t in ticks if (reason := unstorable(t, FIELDS, TYPES))]
+        if not bad:
+            bad = await self._bisect(ticks, error)
+        if not bad:  # nothing isolated: the failure was not in the data after all; retry it as it is
+            raise StorageError(f"batch failed and no tick explains it: {error}")
+        rejected = {id(t) for t, _ in bad}
+        for tick, reason in bad:
+            await self._dead_letter_ticks([tick], template, reason)
+        self.counters["ticks_dead_lettered"] += len(bad)
+        return [t for t in ticks if id(t) not in rejected]
+
+    async def _bisect(self, ticks: list[Tick], error: str) -> list[tuple[Tick, str]]:
+        """Write halves in their own transactions until the ticks PostgreSQL refuses stand alone."""
+        try:
+            await self._writer.write(ticks)
+            return []
+        except _WRITE_FAILURES as e:
+            if isinstance(e, StorageError) and not _is_data_error(e):
+                raise
+            if len(ticks) == 1:
+                return [(ticks[0], str(e))]
+            half = len(ticks) // 2
+            return await self._bisect(ticks[:half], error) + await self._bisect(ticks[half:], error)
+
+    async def _dead_letter_ticks(self, ticks: list[Tick], template: AbstractIncomingMessage, reason: str) -> None:
+        assert self._dead is not None
+        await self._dead.publish(
+            aio_pika.Message(
+                encode_batch(ticks),
+                headers={SCHEMA_HEADER: SCHEMA_VERSION, DEAD_REASON_HEADER: reason[:1000]},
+                content_type=CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=template.routing_key or "",
+        )
+        self.log.error(
+            "tick_dead_lettered", reason=reason, security_id=ticks[0].security_id, tick_id=str(ticks[0].tick_id)
+        )
 
     async def _ack(self, batch: list[AbstractIncomingMessage]) -> None:
         """One multiple-ack for the whole batch, only ever after its commit."""
@@ -239,6 +307,16 @@ class Worker:
                 **dict(self.counters),
             )
             last, last_t = rows, now
+
+
+# What the binary COPY encoder raises for a value its column type cannot hold (not a psycopg error).
+_UNENCODABLE: tuple[type[Exception], ...] = (OverflowError, struct.error, ValueError, TypeError)
+_WRITE_FAILURES: tuple[type[Exception], ...] = (StorageError, *_UNENCODABLE)
+
+
+def _is_data_error(e: StorageError) -> bool:
+    """PostgreSQL refused the data itself (a NUL in text, a value out of range), not the connection."""
+    return isinstance(e.__cause__, psycopg.DataError | psycopg.IntegrityError)
 
 
 def _tick_count(message: AbstractIncomingMessage) -> int:

@@ -67,6 +67,8 @@ _COLUMN_OF_FIELD: dict[str, tuple[str, str]] = {
 assert tuple(_COLUMN_OF_FIELD) == Tick.__struct_fields__, "keep the mapping in Tick's field order"
 COLUMNS = [c for c, _ in _COLUMN_OF_FIELD.values()]
 _TYPES = [t for _, t in _COLUMN_OF_FIELD.values()]
+FIELDS = tuple(_COLUMN_OF_FIELD)
+TYPES = _TYPES
 _DEPTH = [i for i, t in enumerate(_TYPES) if t.endswith("[]")]
 
 _COLUMN_LIST = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
