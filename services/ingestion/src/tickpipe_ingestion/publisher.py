@@ -53,7 +53,9 @@ class TickPublisher:
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self._url)
-        channel = await self._connection.channel(publisher_confirms=True)
+        # on_return_raises: a mandatory message nothing is bound to receive (the ticks queue deleted or
+        # unbound) is returned by the broker; without it the publish would "succeed" and the ticks vanish.
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange, _ = await self._topology.declare(channel)
         self._flusher = asyncio.create_task(self._flush_loop(), name="tick-publisher")
         log.info("publisher_started", url=redact_url(self._url), exchange=self._topology.exchange)
@@ -110,7 +112,12 @@ class TickPublisher:
             if failed:
                 error = next(r for r in results if isinstance(r, BaseException))
                 self.counters["publish_failures"] += len(failed)
-                log.warning("publish_failed", error=f"{type(error).__name__}: {error}", buffered=len(self._buffer))
+                if isinstance(error, aio_pika.exceptions.DeliveryError):
+                    # Nothing receives ticks: an operator must restore the queue; keep them and alarm.
+                    self.counters["publish_unroutable"] += len(failed)
+                    log.error("publish_unroutable", exchange=self._topology.exchange, buffered=len(self._buffer))
+                else:
+                    log.warning("publish_failed", error=f"{type(error).__name__}: {error}", buffered=len(self._buffer))
                 await asyncio.sleep(_BACKOFF.delay(failures))
                 failures += 1
             else:
