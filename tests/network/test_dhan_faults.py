@@ -38,6 +38,7 @@ def _run(
     mode: str = "full",
     watchdog: Watchdog | None = None,
     rate_limit_backoff_s: float = 0.5,
+    permanent_backoff_s: float = 0.5,
     expect_auth_error: bool = False,
 ) -> tuple[DhanSimulator, DhanFeed, list[Tick], list[MutableMapping[str, Any]]]:
     instruments = make_instruments(4, seed=3)
@@ -55,6 +56,7 @@ def _run(
                 sink=ticks.extend,
                 watchdog=watchdog,
                 rate_limit_backoff_s=rate_limit_backoff_s,
+                permanent_backoff_s=permanent_backoff_s,
             )
             for conn in feed.connections:
                 conn.backoff = Backoff(base=0.01, cap=0.05)
@@ -102,10 +104,12 @@ def test_a_recoverable_disconnect_code_reconnects_resubscribes_and_loses_nothing
     if code == 804:
         assert "this connection asked for 4 instruments" in str(disconnected["error"])
     (reconnecting,) = _events(logs, "feed_reconnecting")
-    if code == 805:  # too many connections: wait at least the rate-limit backoff, not a quick retry
+    if code == 805 or code in wire.PERMANENT_DISCONNECT_CODES:  # a quick retry cannot help: wait the floor
         assert float(reconnecting["delay_s"]) >= 0.45
     else:
         assert float(reconnecting["delay_s"]) <= 0.05
+    if code in wire.PERMANENT_DISCONNECT_CODES:
+        assert "fix the subscription: retrying in 0.5 s" in str(disconnected["error"])
 
 
 @pytest.mark.parametrize("code", sorted(wire.AUTH_DISCONNECT_CODES))

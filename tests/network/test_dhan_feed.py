@@ -81,3 +81,34 @@ def test_subscriptions_are_chunked_by_100_and_sharded_by_5000() -> None:
     assert first["InstrumentList"][0] == {"ExchangeSegment": "NSE_FNO", "SecurityId": "10000"}
     with pytest.raises(ConfigError, match="25000"):
         shard([("NSE_FNO", i) for i in range(25_001)])
+
+
+def test_a_broker_that_only_sends_disconnects_gets_a_growing_backoff() -> None:
+    """A disconnect packet is a frame, but not data flowing again: it must not reset the backoff."""
+    from websockets.asyncio.server import serve
+
+    async def disconnect_at_once(ws):  # type: ignore[no-untyped-def]
+        await ws.send(wire.DISCONNECT_PACKET.pack(wire.DISCONNECT, 10, 0, 0, 800))
+        await asyncio.sleep(1)
+
+    async def scenario() -> None:
+        async with serve(disconnect_at_once, "127.0.0.1", 0) as server:
+            feed = DhanFeed(
+                base_url=f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
+                client_id="1000",
+                token=SecretStr(TOKEN),
+                mode="full",
+                instruments=[("NSE_FNO", 1)],
+                sink=lambda ticks: None,
+            )
+            for conn in feed.connections:
+                conn.backoff = Backoff(base=0.001, cap=0.01)
+            task = asyncio.create_task(feed.run())
+            await until(lambda: feed.connections[0].connects >= 4, "four connects")
+            feed.stop()
+            await task
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    attempts = [e["attempt"] for e in logs if e["event"] == "feed_reconnecting"]
+    assert attempts[:3] == [1, 2, 3]  # counting up, never back to 1

@@ -94,10 +94,12 @@ class FeedConnection:
                                 continue  # quiet outside market hours is normal
                             self.log.warning("feed_silent", seconds=self.watchdog.silence_s)
                             break
-                        if not got_data:
-                            got_data, attempt = True, 0  # data flows again: reset the backoff
                         self.frames += 1
                         await self.on_frame(frame)
+                        if not got_data:
+                            # Data flows again: reset the backoff (only once a frame was handled, so a
+                            # connection whose one frame is a disconnect packet keeps backing off).
+                            got_data, attempt = True, 0
             except FeedAuthError as e:
                 self.log.error("feed_stopped", reason=str(e))
                 raise

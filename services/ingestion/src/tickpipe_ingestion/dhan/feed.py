@@ -82,14 +82,18 @@ class DhanFeed(Feed):
         watchdog: Watchdog | None = None,
         recorder: Recorder | None = None,
         rate_limit_backoff_s: float = 60.0,
+        permanent_backoff_s: float = 300.0,
         builder: TickBuilder | None = None,
     ) -> None:
-        """`rate_limit_backoff_s`: after 805 the broker wants fewer connections, not a quick retry."""
+        """`rate_limit_backoff_s`: after 805 the broker wants fewer connections, not a quick retry.
+        `permanent_backoff_s`: after a disconnect that says the subscription is wrong (804, 806, 811-814).
+        """
         super().__init__(recorder)
         register_secret(token.get_secret_value())
         self.decoder = DhanDecoder(builder)
         self._sink = sink
         self._rate_limit_backoff_s = rate_limit_backoff_s
+        self._permanent_backoff_s = permanent_backoff_s
         self._rate_limited_until = 0.0
         url = feed_url(base_url, client_id, token)
         self.connections = [
@@ -128,7 +132,10 @@ class DhanFeed(Feed):
         self.counters[f"disconnects.{code}"] += 1
         if code in wire.AUTH_DISCONNECT_CODES:
             raise FeedAuthError(f"Dhan disconnected with {code} ({reason}): fix the credentials and restart")
+        detail = f"; this connection asked for {subscribed} instruments" if code == 804 else ""
         if code == 805:
             self._rate_limited_until = asyncio.get_running_loop().time() + self._rate_limit_backoff_s
-        detail = f"; this connection asked for {subscribed} instruments" if code == 804 else ""
+        elif code in wire.PERMANENT_DISCONNECT_CODES:
+            self._rate_limited_until = asyncio.get_running_loop().time() + self._permanent_backoff_s
+            detail += f"; fix the subscription: retrying in {self._permanent_backoff_s:g} s"
         raise FeedError(f"Dhan disconnected with {code} ({reason}){detail}")

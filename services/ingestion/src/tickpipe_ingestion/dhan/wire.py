@@ -66,6 +66,9 @@ DISCONNECT_REASONS = {
     814: "invalid request",
 }
 AUTH_DISCONNECT_CODES = frozenset({807, 808, 809, 810})
+# The subscription itself is wrong (too many instruments, no data plan, a bad request): reconnecting
+# at once cannot fix it, so these wait minutes between tries and say why.
+PERMANENT_DISCONNECT_CODES = frozenset({804, 806, 811, 812, 813, 814})
 
 # LTT is India wall-clock time encoded as if it were UTC epoch seconds.
 IST_OFFSET_SECONDS = 19800
