@@ -120,3 +120,24 @@ def test_a_missing_required_column_rejects_the_whole_file(source: str) -> None:
     header = COMPACT_HEADER.replace("SEM_TICK_SIZE,", "") if source == "dhan" else "instrument_token,tradingsymbol"
     with pytest.raises(SyncError, match="missing required column"):
         parse_master(source, io.StringIO(header + "\n"))  # type: ignore[arg-type]
+
+
+def test_rows_with_bytes_that_are_not_utf8_a_nul_or_a_huge_field_are_reported_by_line_and_skipped() -> None:
+    good = "NSE,E,1594,EQUITY,0,INFY,1.0,Infosys,,,,10.0000,NA,ES,EQ,INFOSYS LIMITED"
+    raw = "\n".join(
+        [
+            COMPACT_HEADER,
+            "NSE,E,1595,EQUITY,0,IN\udcff\udcfeFY,1.0,X,,,,10.0000,NA,ES,EQ,X",
+            "NSE,E,1596,EQUITY,0,AB\x00C,1.0,X,,,,10.0000,NA,ES,EQ,X",
+            "NSE,E,1597,EQUITY,0," + "Z" * 200_000 + ",1.0,X,,,,10.0000,NA,ES,EQ,X",
+            good,
+        ]
+    ).encode("utf-8", "surrogateescape")
+    with open_master(io.BytesIO(raw)) as text:
+        master = parse_master("dhan", text)
+    assert [(b.line, b.reason) for b in master.bad] == [
+        (2, "is not valid UTF-8"),
+        (3, "holds a NUL character"),
+        (4, "unreadable: field larger than field limit (131072)"),
+    ]
+    assert [r.trading_symbol for r in master.rows] == ["INFY"]

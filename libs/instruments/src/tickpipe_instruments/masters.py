@@ -327,6 +327,12 @@ def parse_master(source: Source, lines: Iterable[str]) -> ParsedMaster:
     out = ParsedMaster(source, fmt)
     seen: dict[tuple[str, int], int] = {}
     for line, values in _numbered(reader):
+        if isinstance(values, str):
+            out.bad.append(BadRow(line, values))
+            continue
+        if (unclean := _unclean(values)) is not None:
+            out.bad.append(BadRow(line, unclean))
+            continue
         if len(values) != width:
             out.bad.append(BadRow(line, f"{len(values)} fields, the header has {width}"))
             continue
@@ -344,8 +350,28 @@ def parse_master(source: Source, lines: Iterable[str]) -> ParsedMaster:
     return out
 
 
-def _numbered(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-    """Rows with their line number in the file (the header is line 1); blank lines skipped."""
-    for values in reader:
+def _numbered(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str] | str]]:
+    """Rows with their line number in the file (the header is line 1); blank lines skipped.
+
+    A line the CSV reader cannot read (a field past its size limit) comes as the reason instead.
+    """
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield reader.line_num, f"unreadable: {e}"  # type: ignore[attr-defined]
+            continue
         if values:
             yield reader.line_num, values  # type: ignore[attr-defined]
+
+
+def _unclean(values: list[str]) -> str | None:
+    """Why a row's text cannot be stored as it is: bytes that are not UTF-8, or a NUL."""
+    for v in values:
+        if "\x00" in v:
+            return "holds a NUL character"
+        if any("\udc80" <= c <= "\udcff" for c in v):
+            return "is not valid UTF-8"
+    return None
