@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from structlog.testing import capture_logs
 from tests.helpers import until
 from tickpipe_core import Backoff, FeedAuthError, Tick
 from tickpipe_core.india import india_today
+from tickpipe_ingestion.capture import CaptureWriter
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.dhan.feed import DhanFeed
 from tickpipe_ingestion.feed import Watchdog
@@ -201,3 +203,20 @@ def test_quote_mode_streams_quotes_oi_and_occasional_full_packets_with_state_car
     assert all(t.prev_close is not None and t.change is not None for t in ticks)
     assert [t.packet for t in ticks] == [s.packet for s in sim.sent]
     _assert_nothing_lost(sim, ticks)
+
+
+def test_a_full_capture_disk_stops_recording_not_ingestion() -> None:
+    """/dev/full refuses every write with ENOSPC, as a full disk does."""
+    writer = CaptureWriter(Path("/dev/full"), "dhan", flush_every=1)
+    recorder = writer.write
+
+    async def fault(sim: DhanSimulator, feed: DhanFeed, ticks: list[Tick]) -> None:
+        feed._recorder = recorder  # from now on every frame is also recorded, to a full disk
+        await until(lambda: feed.counters["recording_failed"] == 1, "the failed recording")
+
+    sim, feed, ticks, logs = _run(fault)
+
+    assert feed.connections[0].connects == 1  # the feed never reconnected over it
+    assert len(_events(logs, "recording_stopped")) == 1
+    _assert_nothing_lost(sim, ticks)
+    writer.close()  # logs, never raises

@@ -100,3 +100,12 @@ def test_heartbeats_unknown_lengths_and_truncated_frames_are_counted_never_fatal
     bad = [e for e in logs if e["event"] == "kite_bad_packet"]
     assert [e["reason"] for e in bad] == ["unknown packet length 12", "truncated: length 8, 5 bytes left"]
     assert bad[0]["hex"] == "01" * 12
+
+
+def test_bad_packets_of_many_odd_lengths_make_one_counter_not_one_per_length() -> None:
+    decoder = KiteDecoder()
+    for n in range(9, 40):
+        if n not in (wire.LTP, wire.INDEX_QUOTE, wire.INDEX_FULL, wire.QUOTE, wire.FULL):
+            decoder.decode(_frame(b"\x01" * n), NOW)
+    kinds = [k for k in decoder.counters if k.startswith("bad_packets.")]
+    assert kinds == ["bad_packets.unknown packet length N"]

@@ -60,7 +60,10 @@ class CaptureWriter:
             self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:  # the disk filled up: what was written before stays readable
+            log.error("capture_close_failed", path=str(self.path), error=f"{type(e).__name__}: {e}")
 
     def __enter__(self) -> CaptureWriter:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ from tickpipe_core import get_logger
 
 log = get_logger("decode")
 
+_NUMBERS = re.compile(r"\d+")
 _LOG_FIRST_N = 20  # per kind, then every 1000th, so a flood of bad packets cannot flood the log
 
 
@@ -20,7 +22,9 @@ class BadPackets:
         self.counters = counters
 
     def report(self, reason: str, data: bytes, offset: int) -> None:
-        kind = reason.split(":")[0].split(" needs ")[0]
+        # The kind is the reason without its numbers, so a stream of odd lengths or codes makes one
+        # counter and one log quota, not one per value.
+        kind = _NUMBERS.sub("N", reason.split(":")[0].split(" needs ")[0])
         self.counters["bad_packets"] += 1
         self.counters[f"bad_packets.{kind}"] += 1
         n = self.counters[f"bad_packets.{kind}"]

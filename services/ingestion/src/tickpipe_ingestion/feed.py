@@ -150,10 +150,18 @@ class Feed:
         return out
 
     def received(self, connection: int, frame: bytes | str) -> float:
-        """Note a frame's arrival (and record it); returns its receive time as epoch seconds."""
+        """Note a frame's arrival (and record it); returns its receive time as epoch seconds.
+
+        A recorder that fails (a full disk) stops recording, loudly, never ingestion.
+        """
         now = time.time()
         if self._recorder is not None:
-            self._recorder(now, connection, frame)
+            try:
+                self._recorder(now, connection, frame)
+            except OSError as e:
+                self._recorder = None
+                self.counters["recording_failed"] += 1
+                get_logger("feed").error("recording_stopped", error=f"{type(e).__name__}: {e}", ingestion="goes on")
         return now
 
     async def run(self) -> None:
