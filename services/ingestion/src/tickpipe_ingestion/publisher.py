@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter, deque
 
 import aio_pika
@@ -31,7 +32,8 @@ from tickpipe_core.topology import TICKS_ROUTING_KEY
 
 log = get_logger("publisher")
 
-_BACKOFF = Backoff(base=0.25, cap=5.0)  # while RabbitMQ is away: retry soon, but never hammer it
+_BACKOFF = Backoff(base=0.25, cap=5.0)
+_OVERFLOW_LOG_INTERVAL_S = 10.0  # while RabbitMQ is away: retry soon, but never hammer it
 
 
 class TickPublisher:
@@ -50,6 +52,7 @@ class TickPublisher:
         self._exchange: AbstractExchange | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
+        self._overflow_logged = -_OVERFLOW_LOG_INTERVAL_S
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self._url)
@@ -62,15 +65,23 @@ class TickPublisher:
 
     def submit(self, ticks: list[Tick]) -> None:
         """Queue ticks for publishing; never blocks the feed."""
-        overflow = len(self._buffer) + len(ticks) - self._settings.buffer_ticks
+        self._buffer.extend(ticks)
+        overflow = len(self._buffer) - self._settings.buffer_ticks
         if overflow > 0:
-            # Dropping is the last resort when RabbitMQ stays away longer than memory allows;
-            # it is counted and logged loudly so the gap can be backfilled.
-            for _ in range(min(overflow, len(self._buffer))):
+            # Dropping (the oldest) is the last resort when RabbitMQ stays away longer than memory
+            # allows; it is counted and logged loudly so the gap can be backfilled.
+            for _ in range(overflow):
                 self._buffer.popleft()
             self.counters["dropped_overflow"] += overflow
-            log.error("publish_buffer_overflow", dropped=overflow, buffered=len(self._buffer))
-        self._buffer.extend(ticks)
+            now = time.monotonic()
+            if now - self._overflow_logged >= _OVERFLOW_LOG_INTERVAL_S:  # one line per interval, not per frame
+                self._overflow_logged = now
+                log.error(
+                    "publish_buffer_overflow",
+                    dropped_total=self.counters["dropped_overflow"],
+                    buffered=len(self._buffer),
+                    limit=self._settings.buffer_ticks,
+                )
         self.counters["submitted"] += len(ticks)
         self._wakeup.set()
 
