@@ -116,3 +116,17 @@ def test_a_new_india_trading_day_forgets_the_previous_close_and_oi() -> None:
     next_morning = evening + timedelta(minutes=2)  # 00:01 IST: a new trading day
     (next_day,) = decoder.decode(wire.TICKER_PACKET.pack(wire.TICKER, 16, 2, 1, 99.0, 0), next_morning).ticks
     assert (next_day.prev_close, next_day.change, next_day.oi) == (None, None, None)
+
+
+def test_a_packet_received_twice_is_the_same_tick_and_a_different_packet_is_another() -> None:
+    """The identity comes from the packet: a resent snapshot or a replay dedupes in the hypertable."""
+    ltt = int(RECEIVED.timestamp()) + 19800 - 5
+    first = DhanDecoder().decode(full_packet(1, 100.0, ltt), RECEIVED).ticks[0]
+    again = DhanDecoder().decode(full_packet(1, 100.0, ltt), RECEIVED + timedelta(seconds=30)).ticks[0]
+    other = DhanDecoder().decode(full_packet(1, 100.5, ltt), RECEIVED).ticks[0]
+    other_instrument = DhanDecoder().decode(full_packet(2, 100.0, ltt), RECEIVED).ticks[0]
+    assert first.tick_id == again.tick_id
+    assert len({first.tick_id, other.tick_id, other_instrument.tick_id}) == 3
+    # No time of its own (a zero LTT): nothing tells a resend from a real repeat, so each is new.
+    no_time = [DhanDecoder().decode(full_packet(1, 100.0, 0), RECEIVED).ticks[0].tick_id for _ in range(2)]
+    assert no_time[0] != no_time[1]

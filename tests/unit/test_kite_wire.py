@@ -109,3 +109,10 @@ def test_bad_packets_of_many_odd_lengths_make_one_counter_not_one_per_length() -
             decoder.decode(_frame(b"\x01" * n), NOW)
     kinds = [k for k in decoder.counters if k.startswith("bad_packets.")]
     assert kinds == ["bad_packets.unknown packet length N"]
+
+
+def test_kite_full_packets_dedupe_by_content_and_quote_packets_without_a_time_never_do() -> None:
+    full = (PACKETS / "kiteconnectjs__fullMode_binary.packet").read_bytes()
+    quote = (PACKETS / "kiteconnectjs__quoteMode_binary.packet").read_bytes()
+    assert KiteDecoder().decode(full, NOW)[0].tick_id == KiteDecoder().decode(full, NOW)[0].tick_id
+    assert KiteDecoder().decode(quote, NOW)[0].tick_id != KiteDecoder().decode(quote, NOW)[0].tick_id

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -28,7 +29,8 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """
 
     tick_id: uuid.UUID
-    """Assigned once at ingestion; the row's identity, so a redelivered message never duplicates it."""
+    """The row's identity: a hash of the packet where it has an exchange time of its own (the same
+    packet received twice is one tick), else a fresh id given once at ingestion."""
     source: str
     """The broker feed: "dhan" or "kite"."""
     segment: str
@@ -109,5 +111,25 @@ def new_tick_id(
     # The defaults bind the names once; callers never pass them.
     u = _new(_uuid)
     _set(u, "int", next(_sequence))
+    _set(u, "is_safe", _unknown)
+    return u
+
+
+def content_tick_id(
+    source: bytes,
+    packet: bytes,
+    _hash: Callable[..., Any] = hashlib.blake2b,
+    _new: Callable[[type[uuid.UUID]], uuid.UUID] = object.__new__,
+    _set: Callable[[object, str, object], None] = object.__setattr__,
+    _uuid: type[uuid.UUID] = uuid.UUID,
+    _unknown: uuid.SafeUUID = uuid.SafeUUID.unknown,
+) -> uuid.UUID:
+    """A tick identity from the broker's packet itself, so a packet received twice is one tick.
+
+    The same bytes from the same broker (a snapshot resent after a reconnect, a replayed capture,
+    two ingestions on one feed) give the same id, and the hypertable's key stores them once.
+    """
+    u = _new(_uuid)
+    _set(u, "int", int.from_bytes(_hash(packet, digest_size=16, person=source).digest()))
     _set(u, "is_safe", _unknown)
     return u

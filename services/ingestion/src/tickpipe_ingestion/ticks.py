@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from tickpipe_core import Tick, get_logger, new_tick_id
+from tickpipe_core import Tick, content_tick_id, get_logger, new_tick_id
 from tickpipe_core.settings import DataSource
 from tickpipe_ingestion.enrich import derive
 
@@ -63,6 +63,7 @@ class TickBuilder:
         self.keep_unknown = unknown == "store"
         self.counters: Counter[str] = Counter()
         self._pair_key = source == "dhan"  # Dhan ids are (segment, security id), Kite's a token
+        self._person = source.encode()  # the hash's personalisation: the same bytes from two brokers differ
 
     def _time(
         self, receive_ts: datetime, last_trade_ts: datetime | None, packet_ts: datetime | None
@@ -112,8 +113,14 @@ class TickBuilder:
         ask_price: Sequence[float] = (),
         ask_qty: Sequence[int] = (),
         ask_orders: Sequence[int] = (),
+        raw: bytes | None = None,
     ) -> Tick | None:
-        """One tick, or None when its instrument is unknown and the policy is to drop it."""
+        """One tick, or None when its instrument is unknown and the policy is to drop it.
+
+        `raw`, the packet's bytes, makes the tick's identity when the packet carries an exchange time
+        of its own: the same packet received twice is then the same tick. A packet without one (Kite
+        quote and LTP packets) cannot be told from a genuinely repeated quote, so it gets a fresh id.
+        """
         instrument_id = self.instruments.get((segment, security_id) if self._pair_key else security_id)
         if instrument_id is None:
             self.counters["ticks.unknown_instrument"] += 1
@@ -122,8 +129,12 @@ class TickBuilder:
                 return None
         self.counters["ticks"] += 1
         exchange_ts, time_source = self._time(receive_ts, last_trade_ts, packet_ts)
+        if raw is not None and (last_trade_ts is not None or packet_ts is not None):
+            tick_id = content_tick_id(self._person, raw)
+        else:
+            tick_id = new_tick_id()
         return Tick(
-            new_tick_id(),
+            tick_id,
             self.source,
             segment,
             security_id,

@@ -109,7 +109,7 @@ class DhanDecoder:
 
     def _ticker(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         _, _, seg, sid, ltp, ltt = wire.TICKER_PACKET.unpack_from(frame, offset)
-        self._emit_simple(seg, sid, "ticker", ltp, ltt, receive_ts, out)
+        self._emit_simple(seg, sid, "ticker", ltp, ltt, receive_ts, out, frame[offset : offset + length])
 
     def _index(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         # Undocumented; the SDK ignores it. Where it is at least ticker-sized we read the ticker
@@ -118,15 +118,23 @@ class DhanDecoder:
             self.counters["index_packets_undecoded"] += 1
             return
         _, _, seg, sid, ltp, ltt = wire.TICKER_PACKET.unpack_from(frame, offset)
-        self._emit_simple(seg, sid, "index", ltp, ltt, receive_ts, out)
+        self._emit_simple(seg, sid, "index", ltp, ltt, receive_ts, out, frame[offset : offset + length])
 
     def _emit_simple(
-        self, seg: int, sid: int, packet: str, ltp: float, ltt: int, receive_ts: datetime, out: DecodedFrame
+        self,
+        seg: int,
+        sid: int,
+        packet: str,
+        ltp: float,
+        ltt: int,
+        receive_ts: datetime,
+        out: DecodedFrame,
+        raw: bytes,
     ) -> None:
         st = self.state(seg, sid)
         tick = self.builder.build(
             wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, packet, ltp,
-            oi=st.oi, prev_close=st.prev_close,
+            oi=st.oi, prev_close=st.prev_close, raw=raw,
         )  # fmt: skip
         if tick is not None:
             out.ticks.append(tick)
@@ -140,6 +148,7 @@ class DhanDecoder:
             wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "quote",
             ltp, ltq, atp, volume, buy, sell, st.oi, None, None,
             day_open, day_high, day_low, day_close, st.prev_close,
+            raw=frame[offset : offset + length],
         )  # fmt: skip
         if tick is not None:
             out.ticks.append(tick)
@@ -157,6 +166,7 @@ class DhanDecoder:
             ltp, ltq, atp, volume, buy, sell, oi, oi_high, oi_low,
             day_open, day_high, day_low, day_close, st.prev_close,
             depth[4::6], depth[0::6], depth[2::6], depth[5::6], depth[1::6], depth[3::6],
+            raw=frame[offset : offset + length],
         )  # fmt: skip
         if tick is not None:
             out.ticks.append(tick)

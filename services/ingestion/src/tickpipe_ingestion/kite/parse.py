@@ -78,6 +78,7 @@ class KiteDecoder:
             "index_full" if length == wire.INDEX_FULL else "index_quote",
             last / d, None, None, None, None, None, None, None, None,
             open_ / d, high / d, low / d, prev, prev,
+            raw=frame[offset : offset + length],
         )  # fmt: skip
         if tick is not None:
             out.append(tick)
@@ -108,6 +109,7 @@ class KiteDecoder:
             open_ / d, high / d, low / d, prev, prev,
             tuple(p / d for p in depth[1:15:3]), depth[0:15:3], depth[2:15:3],
             tuple(p / d for p in depth[16:30:3]), depth[15:30:3], depth[17:30:3],
+            raw=frame[offset : offset + wire.FULL],
         )  # fmt: skip
         if tick is not None:
             out.append(tick)
