@@ -17,9 +17,10 @@ from tickpipe_ingestion.dhan.feed import DhanFeed, shard, subscribe_messages
 TOKEN = "eyJ-known-secret-token-1234567890"
 
 
-def test_the_token_appears_in_no_log_line_around_a_failed_connection() -> None:
+def _feed(port: int, backoff: Backoff) -> DhanFeed:
+    """A one-instrument feed on a local port, with a fast backoff so reconnects come quickly."""
     feed = DhanFeed(
-        base_url=f"ws://127.0.0.1:{free_port()}",
+        base_url=f"ws://127.0.0.1:{port}",
         client_id="1000",
         token=SecretStr(TOKEN),
         mode="full",
@@ -27,7 +28,12 @@ def test_the_token_appears_in_no_log_line_around_a_failed_connection() -> None:
         sink=lambda ticks: None,
     )
     for conn in feed.connections:
-        conn.backoff = Backoff(base=0.01, cap=0.02)
+        conn.backoff = backoff
+    return feed
+
+
+def test_the_token_appears_in_no_log_line_around_a_failed_connection() -> None:
+    feed = _feed(free_port(), Backoff(base=0.01, cap=0.02))
 
     async def scenario() -> None:
         task = asyncio.create_task(feed.run())
@@ -93,16 +99,7 @@ def test_a_broker_that_only_sends_disconnects_gets_a_growing_backoff() -> None:
 
     async def scenario() -> None:
         async with serve(disconnect_at_once, "127.0.0.1", 0) as server:
-            feed = DhanFeed(
-                base_url=f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}",
-                client_id="1000",
-                token=SecretStr(TOKEN),
-                mode="full",
-                instruments=[("NSE_FNO", 1)],
-                sink=lambda ticks: None,
-            )
-            for conn in feed.connections:
-                conn.backoff = Backoff(base=0.001, cap=0.01)
+            feed = _feed(server.sockets[0].getsockname()[1], Backoff(base=0.001, cap=0.01))
             task = asyncio.create_task(feed.run())
             await until(lambda: feed.connections[0].connects >= 4, "four connects")
             feed.stop()
