@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import io
 
 import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from tests.helpers import COMPACT_HEADER, until
-from tests.integration.pipeline import dhan, run_simulated
+from tests.helpers import until
+from tests.integration.pipeline import dhan, run_simulated, sync_dhan_lines
 from tickpipe_core import Topology
 from tickpipe_ingestion.instrument_map import InstrumentMap
-from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.market import make_instruments
 
 
 def _list_in_master(database_url: str, security_ids: list[int]) -> dict[int, int]:
-    rows = [
-        f"NSE,D,{sid},FUTSTK,0,SIM{sid}-Dec2026-FUT,75,SIM {sid},2026-12-31 14:30:00,-0.01,XX,5,M,FUT,,"
-        for sid in security_ids
-    ]
-    sync_instruments(database_url, parse_master("dhan", io.StringIO("\n".join([COMPACT_HEADER, *rows]))))
-    with psycopg.connect(database_url) as conn:
-        return dict(conn.execute("select dhan_security_id, instrument_id from instruments").fetchall())
+    return sync_dhan_lines(
+        database_url,
+        [
+            f"NSE,D,{sid},FUTSTK,0,SIM{sid}-Dec2026-FUT,75,SIM {sid},2026-12-31 14:30:00,-0.01,XX,5,M,FUT,,"
+            for sid in security_ids
+        ],
+    )
 
 
 @pytest.mark.parametrize("unknown", ["store", "drop"])

@@ -17,7 +17,7 @@ from tickpipe_ingestion.dhan.feed import DhanFeed, shard, subscribe_messages
 TOKEN = "eyJ-known-secret-token-1234567890"
 
 
-def _feed(port: int, backoff: Backoff) -> DhanFeed:
+def _feed(port: int, backoff: Backoff | None = None) -> DhanFeed:
     """A one-instrument feed on a local port, with a fast backoff so reconnects come quickly."""
     feed = DhanFeed(
         base_url=f"ws://127.0.0.1:{port}",
@@ -28,7 +28,7 @@ def _feed(port: int, backoff: Backoff) -> DhanFeed:
         sink=lambda ticks: None,
     )
     for conn in feed.connections:
-        conn.backoff = backoff
+        conn.backoff = backoff or conn.backoff
     return feed
 
 
@@ -58,15 +58,7 @@ def test_auth_disconnect_stops_the_feed_with_one_clear_error_and_no_token() -> N
     async def scenario() -> None:
         async with serve(reject, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
-            feed = DhanFeed(
-                base_url=f"ws://127.0.0.1:{port}",
-                client_id="1000",
-                token=SecretStr(TOKEN),
-                mode="full",
-                instruments=[("NSE_FNO", 1)],
-                sink=lambda ticks: None,
-            )
-            await feed.run()
+            await _feed(port).run()
 
     with capture_logs() as logs, pytest.raises(FeedAuthError) as raised:
         asyncio.run(scenario())

@@ -7,6 +7,7 @@ Every function here is one query against a documented relation or function of `a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -39,25 +40,37 @@ def parse_interval(text: str) -> timedelta:
     return timedelta(**{_UNIT[m[2]]: int(m[1])})
 
 
+def match_instruments(conn: psycopg.Connection[Any], names: Iterable[str]) -> dict[str, list[Instrument]]:
+    """What each name stands for, in one query: an instrument id, or a trading symbol of either broker.
+
+    Each name maps to every instrument it matches, active ones first; an unknown name to none.
+    """
+    wanted = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    ids = [int(n) for n in wanted if n.isdigit()]
+    symbols = [n for n in wanted if not n.isdigit()]
+    rows = conn.execute(
+        "select instrument_id, trading_symbol, tick_size::float8, dhan_symbol, kite_symbol from instruments"
+        " where instrument_id = any(%s) or %s && array[trading_symbol, dhan_symbol, kite_symbol]"
+        " order by active desc, instrument_id",
+        (ids, symbols),
+    ).fetchall()
+    matches: dict[str, list[Instrument]] = {n: [] for n in wanted}
+    for iid, trading, tick_size, dhan, kite in rows:
+        instrument = Instrument(int(iid), str(trading), tick_size)
+        for name in {str(iid), trading, dhan, kite} & matches.keys():
+            matches[name].append(instrument)
+    return matches
+
+
 def resolve_instrument(conn: psycopg.Connection[Any], text: str) -> Instrument:
     """An instrument id, or a trading symbol of either broker; an unknown or ambiguous one is a ConfigError."""
-    if text.isdigit():
-        rows = conn.execute(
-            "select instrument_id, trading_symbol, tick_size::float8 from instruments where instrument_id = %s",
-            (int(text),),
-        ).fetchall()
-    else:
-        rows = conn.execute(
-            "select instrument_id, trading_symbol, tick_size::float8 from instruments"
-            " where %s in (trading_symbol, dhan_symbol, kite_symbol) order by active desc, instrument_id",
-            (text,),
-        ).fetchall()
-    if not rows:
+    found = match_instruments(conn, [text]).get(text.strip(), [])
+    if not found:
         raise ConfigError(f"no instrument {text!r} (give an instrument id or a trading symbol of either broker)")
-    if len(rows) > 1:
-        ids = ", ".join(f"{r[0]} ({r[1]})" for r in rows[:10])
-        raise ConfigError(f"{text!r} names {len(rows)} instruments: {ids}; give the instrument id")
-    return Instrument(int(rows[0][0]), str(rows[0][1]), rows[0][2])
+    if len(found) > 1:
+        ids = ", ".join(f"{i.instrument_id} ({i.trading_symbol})" for i in found[:10])
+        raise ConfigError(f"{text!r} names {len(found)} instruments: {ids}; give the instrument id")
+    return found[0]
 
 
 def default_window(conn: psycopg.Connection[Any], instrument_id: int) -> tuple[datetime, datetime]:

@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose, WebSocketDisconnect
 
+from tickpipe_analytics.queries import match_instruments
 from tickpipe_core import ConfigError, Tick, Topology, get_logger
 from tickpipe_core.settings import ServeSettings
 from tickpipe_gateway.stream import Client, Hub, cancel, tick_message
@@ -90,25 +91,13 @@ class Symbols:
 
 
 def resolve(conn: psycopg.Connection[Any], names: Iterable[str | int]) -> tuple[dict[int, str], list[str]]:
-    """Instrument ids or symbols of either broker -> ({id: symbol}, [the names that match nothing])."""
-    wanted = [str(n).strip() for n in names if str(n).strip()]
-    ids = [int(n) for n in wanted if n.isdigit()]
-    symbols = [n for n in wanted if not n.isdigit()]
-    rows = conn.execute(
-        "select instrument_id, trading_symbol, dhan_symbol, kite_symbol from instruments"
-        " where instrument_id = any(%s) or trading_symbol = any(%s) or dhan_symbol = any(%s)"
-        " or kite_symbol = any(%s) order by active desc, instrument_id",
-        (ids, symbols, symbols, symbols),
-    ).fetchall()
-    found: dict[int, str] = {}
-    matched: set[str] = set()
-    for iid, trading, dhan, kite in rows:
-        names_of_row = {str(iid), trading, dhan, kite}
-        hit = [n for n in wanted if n in names_of_row and n not in matched]
-        if hit:
-            found[iid] = trading
-            matched.update(hit)
-    return found, [n for n in wanted if n not in matched]
+    """Instrument ids or symbols of either broker -> ({id: symbol}, [the names that match nothing]).
+
+    A symbol several instruments share stands for the first (active ones first), as a watchlist means it.
+    """
+    matches = match_instruments(conn, [str(n) for n in names])
+    found = {m[0].instrument_id: m[0].trading_symbol for m in matches.values() if m}
+    return found, [name for name, m in matches.items() if not m]
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import, so adding a field to `Tick` without updating the builder fails loudly, n
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
@@ -107,12 +107,12 @@ class TickBuilder:
         low: float | None = None,
         close: float | None = None,
         prev_close: float | None = None,
-        bid_price: Sequence[float] = (),
-        bid_qty: Sequence[int] = (),
-        bid_orders: Sequence[int] = (),
-        ask_price: Sequence[float] = (),
-        ask_qty: Sequence[int] = (),
-        ask_orders: Sequence[int] = (),
+        bid_price: tuple[float, ...] = (),
+        bid_qty: tuple[int, ...] = (),
+        bid_orders: tuple[int, ...] = (),
+        ask_price: tuple[float, ...] = (),
+        ask_qty: tuple[int, ...] = (),
+        ask_orders: tuple[int, ...] = (),
         raw: bytes | None = None,
     ) -> Tick | None:
         """One tick, or None when its instrument is unknown and the policy is to drop it.
@@ -156,12 +156,12 @@ class TickBuilder:
             low,
             close,
             prev_close,
-            tuple(bid_price),
-            tuple(bid_qty),
-            tuple(bid_orders),
-            tuple(ask_price),
-            tuple(ask_qty),
-            tuple(ask_orders),
+            bid_price,
+            bid_qty,
+            bid_orders,
+            ask_price,
+            ask_qty,
+            ask_orders,
             instrument_id,
             *derive(ltp, prev_close, bid_price, bid_qty, ask_price, ask_qty, total_buy_qty, total_sell_qty),
             last_trade_ts,

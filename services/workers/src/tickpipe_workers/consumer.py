@@ -65,7 +65,8 @@ class Worker:
         self._dead: AbstractExchange | None = None
         self.counters: Counter[str] = Counter()
         self.latency = LatencyHistogram()
-        """Receive-to-commit since the worker started (in `worker_stopped`)."""
+        """Receive-to-commit since the worker started, up to the last summary (the current interval is
+        folded in at each summary and at the stop)."""
         self._latency_interval = LatencyHistogram()
         self._under_load = False
         self.log = get_logger("worker", worker=worker_id, pid=os.getpid())
@@ -94,6 +95,8 @@ class Worker:
         finally:
             await self._writer.close()
             await connection.close()
+            self.latency.add(self._latency_interval)
+            self._latency_interval = LatencyHistogram()
             self.log.info(
                 "worker_stopped",
                 duplicate_batches=self._writer.duplicate_batches,
@@ -200,9 +203,7 @@ class Worker:
                 self.log.warning("batch_retry", error=str(e), attempt=attempt, delay_s=delay, rows=len(ticks))
                 await asyncio.sleep(delay)
         latency = time.perf_counter() - started
-        committed = time.time()
-        for histogram in (self.latency, self._latency_interval):
-            histogram.record_batch((t.receive_ts for t in ticks[::SAMPLE_EVERY]), committed)
+        self._latency_interval.record_batch(t.receive_ts for t in ticks[::SAMPLE_EVERY])
         await self._ack(batch)
         self.counters["batches"] += 1
         self.counters["messages"] += len(batch)
@@ -219,7 +220,7 @@ class Worker:
         """
         bad = [(t, reason) for t in ticks if (reason := unstorable(t, FIELDS, TYPES))]
         if not bad:
-            bad = await self._bisect(ticks, error)
+            bad = await self._bisect(ticks)
         if not bad:  # nothing isolated: the failure was not in the data after all; retry it as it is
             raise StorageError(f"batch failed and no tick explains it: {error}")
         rejected = {id(t) for t, _ in bad}
@@ -228,7 +229,7 @@ class Worker:
         self.counters["ticks_dead_lettered"] += len(bad)
         return [t for t in ticks if id(t) not in rejected]
 
-    async def _bisect(self, ticks: list[Tick], error: str) -> list[tuple[Tick, str]]:
+    async def _bisect(self, ticks: list[Tick]) -> list[tuple[Tick, str]]:
         """Write halves in their own transactions until the ticks PostgreSQL refuses stand alone."""
         try:
             await self._writer.write(ticks)
@@ -239,7 +240,7 @@ class Worker:
             if len(ticks) == 1:
                 return [(ticks[0], str(e))]
             half = len(ticks) // 2
-            return await self._bisect(ticks[:half], error) + await self._bisect(ticks[half:], error)
+            return await self._bisect(ticks[:half]) + await self._bisect(ticks[half:])
 
     async def _dead_letter_ticks(self, ticks: list[Tick], template: AbstractIncomingMessage, reason: str) -> None:
         assert self._dead is not None
@@ -294,6 +295,7 @@ class Worker:
         while True:
             await asyncio.sleep(SUMMARY_INTERVAL_S)
             interval, self._latency_interval = self._latency_interval, LatencyHistogram()  # per summary interval
+            self.latency.add(interval)
             now = time.monotonic()
             rows = self.counters["rows"]
             batches = self.counters["batches"] or 1

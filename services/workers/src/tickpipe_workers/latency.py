@@ -30,6 +30,11 @@ class LatencyHistogram:
             self.counts[bisect.bisect_left(BOUNDS_MS, ms)] += 1
             self.max_ms = max(self.max_ms, ms)
 
+    def add(self, other: LatencyHistogram) -> None:
+        """Fold another histogram (a finished interval) into this one."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.max_ms = max(self.max_ms, other.max_ms)
+
     @property
     def total(self) -> int:
         return sum(self.counts)
