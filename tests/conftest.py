@@ -30,8 +30,9 @@ DATA = Path(__file__).parent / "data"
 configure_logging("INFO", "json")
 
 # Tests are sorted by what they need: tests/unit nothing; tests/network loopback sockets to servers
-# they start; tests/integration the real services; tests/process tickpipe processes.
-_MARK_OF_DIR = {"network": "network", "integration": "integration", "process": "process"}
+# they start; tests/integration the real services; tests/process tickpipe processes; tests/faults the
+# fault matrix (tickpipe processes, the real services, scratch servers the cases stop and start).
+_MARK_OF_DIR = {"network": "network", "integration": "integration", "process": "process", "faults": "faults"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,6 +40,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         mark = _MARK_OF_DIR.get(item.path.parent.name)
         if mark is not None:
             item.add_marker(mark)
+
+
+@pytest.fixture(autouse=True)
+def _own_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's ingestion (in-process or a child process) spools into its own directory."""
+    monkeypatch.setenv("INGEST_SPOOL_DIR", str(tmp_path / "spool"))
 
 
 def _unavailable(what: str) -> None:

@@ -50,6 +50,7 @@ def test_unroutable_ticks_are_kept_and_published_once_the_queue_is_back(amqp_url
     async def scenario() -> tuple[int, int, int]:
         publisher = TickPublisher(amqp_url, topology, IngestSettings(linger_ms=0, max_ticks_per_message=10))
         await publisher.start()
+        await until(lambda: publisher.connected, "the publisher to connect and declare the topology")
         connection = await aio_pika.connect(amqp_url)
         async with connection:
             channel = await connection.channel()
@@ -69,5 +70,5 @@ def test_unroutable_ticks_are_kept_and_published_once_the_queue_is_back(amqp_url
         return held, stored, publisher.counters["published_ticks"]
 
     held, stored, published = asyncio.run(scenario())
-    assert held > 0  # returned batches went back to the buffer, not into the void
+    assert held > 0  # returned batches stayed in the spool, not into the void
     assert stored == published == len(ticks)

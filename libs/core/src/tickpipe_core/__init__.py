@@ -1,7 +1,15 @@
 """The contract every tickpipe service shares: the tick, the queue codec and topology, errors and retries,
 settings, logging, database access and migrations. Nothing here that a worker does not need."""
 
-from tickpipe_core.codec import CONTENT_TYPE, SCHEMA_HEADER, SCHEMA_VERSION, decode_batch, encode_batch
+from tickpipe_core.codec import (
+    CONTENT_TYPE,
+    SCHEMA_HEADER,
+    SCHEMA_VERSION,
+    decode_batch,
+    encode_batch,
+    encode_ticks,
+    envelope,
+)
 from tickpipe_core.errors import (
     ConfigError,
     DecodeError,
@@ -42,6 +50,8 @@ __all__ = [
     "content_tick_id",
     "decode_batch",
     "encode_batch",
+    "encode_ticks",
+    "envelope",
     "get_logger",
     "is_retryable",
     "new_tick_id",

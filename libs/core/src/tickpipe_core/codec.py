@@ -37,6 +37,36 @@ def encode_batch(ticks: Sequence[Tick]) -> bytes:
     return _encoder.encode(_Envelope(SCHEMA_VERSION, list(ticks)))
 
 
+def encode_ticks(ticks: Sequence[Tick]) -> bytes:
+    """Encode ticks as the bare items of a batch: `envelope` joins such parts into one message body.
+
+    Ingestion encodes each frame's ticks once, spools them, and later joins several frames' parts
+    into one message without decoding or encoding them again.
+    """
+    encoded = _encoder.encode(list(ticks))
+    return encoded[_array_header_size(encoded[0]) :]
+
+
+def envelope(parts: Sequence[bytes], count: int) -> bytes:
+    """One message body from `encode_ticks` parts holding `count` ticks in all (same as `encode_batch`)."""
+    return b"".join((_ENVELOPE_PREFIX, _array_header(count), *parts))
+
+
+_ENVELOPE_PREFIX = b"\x92" + _encoder.encode(SCHEMA_VERSION)  # msgpack: a 2-array [version, ticks]
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _array_header_size(first: int) -> int:
+    return 1 if first < 0xDC else 3 if first == 0xDC else 5
+
+
 def decode_batch(body: bytes) -> list[Tick]:
     """Decode and validate a message body; DecodeError says why it is unusable."""
     try:

@@ -17,6 +17,8 @@ _TOKEN_PATTERNS = re.compile(
     r"(?P<key>(?:access_?token|token|api_?key|password|secret)[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+",
     re.IGNORECASE,
 )
+# A password in a URL's user-info (amqp://user:password@host, postgresql://user:password@host).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.IGNORECASE)
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 
@@ -33,7 +35,7 @@ def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")
-    return _TOKEN_PATTERNS.sub(r"\g<key>***", text)
+    return _URL_PASSWORD.sub(r"\g<head>***@", _TOKEN_PATTERNS.sub(r"\g<key>***", text))
 
 
 def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -71,17 +73,31 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Third-party libraries log through the stdlib; keep them quiet and redacted too.
+    # Third-party libraries (aio-pika, psycopg, websockets, uvicorn) log through the stdlib: their lines
+    # take the same shape (JSON off a terminal), are redacted, and name their error in one field
+    # instead of a traceback, since what they log is a condition we foresee and handle (an outage).
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_StdlibRedactFilter())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _library_fields,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _redact_processor, renderer],
+        )
+    )
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
-class _StdlibRedactFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
-        return True
+def _library_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A stdlib record: its logger as the component, its exception as `error` (type and message)."""
+    record = event.get("_record")
+    event["component"] = record.name if isinstance(record, logging.LogRecord) else "library"
+    exc_info = event.pop("exc_info", None)
+    if isinstance(exc_info, tuple) and exc_info[1] is not None:
+        event["error"] = f"{type(exc_info[1]).__name__}: {exc_info[1]}"
+    return event
 
 
 def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:

@@ -6,6 +6,7 @@ malformed value becomes one `ConfigError` line naming the variable, never a trac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -164,6 +165,10 @@ def _secret(name: str, value: SecretStr | None, path: Path | None) -> SecretStr:
     raise ConfigError(f"{name}: required (or {name}_FILE)")
 
 
+def _state_home() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+
+
 class IngestSettings(_Settings):
     """How the ingestion service batches ticks into queue messages."""
 
@@ -176,7 +181,18 @@ class IngestSettings(_Settings):
         le=10_000,
         description="How long a partial message may wait (0: publish at once; batches form in flight).",
     )
-    buffer_ticks: int = Field(2_000_000, ge=1000, description="Ticks held in memory while RabbitMQ is unreachable.")
+    spool_dir: Path = Field(
+        default_factory=lambda: _state_home() / "tickpipe" / "spool",
+        description="The durable spool: every tick read stays here until RabbitMQ confirms it (one per ingestion).",
+    )
+    spool_max_bytes: int = Field(
+        4 << 30, ge=1 << 20, description="Most bytes the spool may hold; past it new ticks are lost and counted."
+    )
+    spool_fsync: Literal["interval", "segment", "never"] = Field(
+        "interval",
+        description="When the spool is fsynced (a process crash never loses it; this is for a machine crash).",
+    )
+    spool_fsync_interval_ms: float = Field(1000, gt=0, le=60_000, description="INGEST_SPOOL_FSYNC=interval: how often.")
     silence_timeout_s: float = Field(
         30, ge=0, description="Reconnect a feed connection silent this long while the market is open (0: never)."
     )

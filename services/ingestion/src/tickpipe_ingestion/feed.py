@@ -68,9 +68,13 @@ class FeedConnection:
         self.frames = 0
 
     def stop(self) -> None:
+        """Close the connection; `run` handles the frames that arrive before the broker's close, then returns.
+
+        A frame the broker wrote before it saw our close is read, not lost (at most close_timeout).
+        """
         self._stopping.set()
         if self._ws is not None:
-            # Closing wakes the pending recv(); keep a reference so the task is not collected early.
+            # Keep a reference so the closing task is not collected early.
             self._closing = asyncio.ensure_future(self._ws.close())
 
     async def run(self) -> None:
@@ -85,10 +89,14 @@ class FeedConnection:
                     for message in self.subscribe_messages():
                         await ws.send(message)
                     self.log.info("feed_connected", connects=self.connects)
-                    while not self._stopping.is_set():
+                    while True:
                         try:
                             async with asyncio.timeout(self.watchdog.silence_s):
                                 frame = await ws.recv()
+                        except websockets.exceptions.ConnectionClosed:
+                            if self._stopping.is_set():
+                                break  # stop() closed it, and every frame that came before the close is handled
+                            raise
                         except TimeoutError:
                             if not self.watchdog.fires():
                                 continue  # quiet outside market hours is normal

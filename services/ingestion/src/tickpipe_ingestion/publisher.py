@@ -1,10 +1,14 @@
-"""Publishes ticks to RabbitMQ in batches, with publisher confirms and persistent messages.
+"""Publishes the spool to RabbitMQ: persistent messages, publisher confirms, in order.
 
-Ticks are buffered in memory and a single flusher turns whatever has accumulated into messages of
-up to `max_ticks_per_message` ticks, publishing up to `max_in_flight` at once and waiting for the
-broker's confirms. Under load messages grow towards the maximum; at a trickle each waits at most
-`linger_ms`. A failed publish puts its ticks back at the front of the buffer and is retried after
-the connection recovers (connect_robust), so a RabbitMQ outage costs memory, not ticks.
+`submit` encodes a frame's ticks once and appends them to the durable spool (spool.py) before
+anything else: from then on they are on disk until the broker confirms them. The flusher reads
+the spool in order, joins records into messages of up to `max_ticks_per_message` ticks, publishes up
+to `max_in_flight` at once and commits the confirmed prefix, which frees the spool's segments. A
+failed or returned (unroutable) publish rewinds the spool to the first unconfirmed record and is
+retried with backoff, so an outage costs disk, never ticks. A record published before a failure and
+again after it carries the same tick ids: the workers store it once.
+
+RabbitMQ need not be up: the connector keeps trying in the background while ticks spool.
 """
 
 from __future__ import annotations
@@ -24,66 +28,93 @@ from tickpipe_core import (
     Backoff,
     Tick,
     Topology,
-    encode_batch,
+    encode_ticks,
+    envelope,
     get_logger,
 )
 from tickpipe_core.settings import IngestSettings, redact_url
 from tickpipe_core.topology import TICKS_ROUTING_KEY
+from tickpipe_ingestion.spool import Record, Spool
 
 log = get_logger("publisher")
 
 _BACKOFF = Backoff(base=0.25, cap=5.0)
-_OVERFLOW_LOG_INTERVAL_S = 10.0  # while RabbitMQ is away: retry soon, but never hammer it
+_LOSS_LOG_INTERVAL_S = 10.0  # one line per interval while the spool is full, never one per frame
+_CLOSE_TIMEOUT_S = 3.0  # SIGTERM: publish what we can in this long; the rest waits in the spool
+
+
+def spool_for(settings: IngestSettings) -> Spool:
+    """The spool INGEST_SPOOL_DIR, INGEST_SPOOL_MAX_BYTES and INGEST_SPOOL_FSYNC describe."""
+    return Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, fsync=settings.spool_fsync)
 
 
 class TickPublisher:
-    """Buffer ticks with `submit` and let the flusher publish them; `close` drains the buffer."""
+    """Spool ticks with `submit`; the flusher publishes them; `close` stops, keeping the rest spooled."""
 
-    def __init__(self, amqp_url: str, topology: Topology, settings: IngestSettings, max_in_flight: int = 4):
+    def __init__(
+        self,
+        amqp_url: str,
+        topology: Topology,
+        settings: IngestSettings,
+        spool: Spool | None = None,
+        max_in_flight: int = 4,
+    ):
         self._url = amqp_url
         self._topology = topology
         self._settings = settings
+        self.spool = spool if spool is not None else spool_for(settings)
         self._max_in_flight = max_in_flight
-        self._buffer: deque[Tick] = deque()
         self._events: deque[tuple[str, bytes]] = deque()  # (routing key, JSON body), e.g. order updates
         self._wakeup = asyncio.Event()
+        self._connected = asyncio.Event()
         self._closing = False
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.counters: Counter[str] = Counter()
-        self._overflow_logged = -_OVERFLOW_LOG_INTERVAL_S
+        self.lost_by_instrument: Counter[str] = Counter()  # "SEGMENT:ID" -> ticks the spool could not keep
+        self._loss_logged = -_LOSS_LOG_INTERVAL_S
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self._url)
-        # on_return_raises: a mandatory message nothing is bound to receive (the ticks queue deleted or
-        # unbound) is returned by the broker; without it the publish would "succeed" and the ticks vanish.
-        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._exchange, _ = await self._topology.declare(channel)
-        self._flusher = asyncio.create_task(self._flush_loop(), name="tick-publisher")
-        log.info("publisher_started", url=redact_url(self._url), exchange=self._topology.exchange)
+        """Open the spool (an earlier run's ticks are published first) and start; never waits for RabbitMQ."""
+        recovered = self.spool.open()
+        self.counters["spool_recovered_ticks"] += recovered.ticks
+        self.counters["spool_torn_records"] += recovered.torn
+        self._tasks = [
+            asyncio.create_task(self._connect(), name="publisher-connect"),
+            asyncio.create_task(self._flush_loop(), name="publisher-flush"),
+        ]
+        if self.spool.fsync_policy == "interval":
+            self._tasks.append(asyncio.create_task(self._sync_every(self._settings.spool_fsync_interval_ms / 1000)))
+        self._wakeup.set()
 
     def submit(self, ticks: list[Tick]) -> None:
-        """Queue ticks for publishing; never blocks the feed."""
-        self._buffer.extend(ticks)
-        overflow = len(self._buffer) - self._settings.buffer_ticks
-        if overflow > 0:
-            # Dropping (the oldest) is the last resort when RabbitMQ stays away longer than memory
-            # allows; it is counted and logged loudly so the gap can be backfilled.
-            for _ in range(overflow):
-                self._buffer.popleft()
-            self.counters["dropped_overflow"] += overflow
-            now = time.monotonic()
-            if now - self._overflow_logged >= _OVERFLOW_LOG_INTERVAL_S:  # one line per interval, not per frame
-                self._overflow_logged = now
-                log.error(
-                    "publish_buffer_overflow",
-                    dropped_total=self.counters["dropped_overflow"],
-                    buffered=len(self._buffer),
-                    limit=self._settings.buffer_ticks,
-                )
-        self.counters["submitted"] += len(ticks)
-        self._wakeup.set()
+        """Spool one frame's ticks for publishing; never blocks the feed on RabbitMQ."""
+        size = self._settings.max_ticks_per_message
+        for chunk in (ticks[i : i + size] for i in range(0, len(ticks), size)) if len(ticks) > size else (ticks,):
+            if not chunk:
+                return
+            if self.spool.append(encode_ticks(chunk), len(chunk)):
+                self.counters["submitted"] += len(chunk)
+                self._wakeup.set()
+            else:
+                self._lose(chunk)
+
+    def _lose(self, ticks: list[Tick]) -> None:
+        """The spool is full (or its disk is): count what is lost, per instrument, so the gap can be repaired."""
+        self.counters["lost_spool_full"] += len(ticks)
+        self.lost_by_instrument.update(f"{t.segment}:{t.security_id}" for t in ticks)
+        now = time.monotonic()
+        if now - self._loss_logged >= _LOSS_LOG_INTERVAL_S:
+            self._loss_logged = now
+            log.error(
+                "spool_full_ticks_lost",
+                lost_total=self.counters["lost_spool_full"],
+                spool_bytes=self.spool.bytes,
+                limit=self.spool.max_bytes,
+                directory=str(self.spool.directory),
+                most_lost=dict(self.lost_by_instrument.most_common(10)),
+            )
 
     def submit_event(self, routing_key: str, body: bytes) -> None:
         """Queue one JSON event (an order update) for its own routing key; published before ticks."""
@@ -93,9 +124,60 @@ class TickPublisher:
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Ticks spooled and not yet confirmed by RabbitMQ."""
+        return self.spool.pending_ticks
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set() and self._connection is not None and not self._connection.is_closed
+
+    async def _connect(self) -> None:
+        """Connect and declare the topology, retrying with backoff while RabbitMQ is unreachable.
+
+        Once connected, aio-pika's robust connection reconnects by itself.
+        """
+        failures = 0
+        while True:
+            connection: AbstractRobustConnection | None = None
+            try:
+                connection = await aio_pika.connect_robust(self._url, timeout=10)
+                # on_return_raises: a mandatory message nothing is bound to receive (the ticks queue deleted
+                # or unbound) is returned by the broker; without it the publish would "succeed" and vanish.
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                self._exchange, _ = await self._topology.declare(channel)
+            except Exception as e:  # any failure to reach or set up RabbitMQ: keep spooling and retry
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+                delay = _BACKOFF.delay(failures)
+                failures += 1
+                self.counters["connect_failures"] += 1
+                log.warning(
+                    "amqp_unreachable",
+                    url=redact_url(self._url),
+                    error=f"{type(e).__name__}: {e}",
+                    retry_in_s=round(delay, 2),
+                    spooled_ticks=self.spool.pending_ticks,
+                )
+                await asyncio.sleep(delay)
+                continue
+            self._connection = connection
+            self._connected.set()
+            log.info(
+                "publisher_started",
+                url=redact_url(self._url),
+                exchange=self._topology.exchange,
+                spooled_ticks=self.spool.pending_ticks,
+            )
+            return
+
+    async def _sync_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.spool.sync_in_background()
 
     async def _flush_loop(self) -> None:
+        await self._connected.wait()
         size = self._settings.max_ticks_per_message
         linger = self._settings.linger_ms / 1000
         failures = 0  # consecutive failed rounds, for the backoff
@@ -104,47 +186,50 @@ class TickPublisher:
                 await asyncio.sleep(_BACKOFF.delay(failures))
                 failures += 1
                 continue
-            if not self._buffer:
+            if not self.spool.unread_ticks:
                 if self._closing:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if len(self._buffer) < size and linger and not self._closing:
+            if self.spool.unread_ticks < size and linger and not self._closing:
                 await asyncio.sleep(linger)
-            batches: list[list[Tick]] = []
-            while self._buffer and len(batches) < self._max_in_flight:
-                n = min(size, len(self._buffer))
-                batches.append([self._buffer.popleft() for _ in range(n)])
-            results = await asyncio.gather(*(self._publish(b) for b in batches), return_exceptions=True)
-            failed = [b for b, r in zip(batches, results, strict=True) if isinstance(r, BaseException)]
-            for batch in reversed(failed):
-                self._buffer.extendleft(reversed(batch))
-            if failed:
-                error = next(r for r in results if isinstance(r, BaseException))
-                self.counters["publish_failures"] += len(failed)
-                if isinstance(error, aio_pika.exceptions.DeliveryError):
-                    # Nothing receives ticks: an operator must restore the queue; keep them and alarm.
-                    self.counters["publish_unroutable"] += len(failed)
-                    log.error("publish_unroutable", exchange=self._topology.exchange, buffered=len(self._buffer))
-                else:
-                    log.warning("publish_failed", error=f"{type(error).__name__}: {error}", buffered=len(self._buffer))
-                await asyncio.sleep(_BACKOFF.delay(failures))
-                failures += 1
-            else:
+            messages = _messages(self.spool.read(size * self._max_in_flight), size)
+            results = await asyncio.gather(*(self._publish(m) for m in messages), return_exceptions=True)
+            confirmed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), len(results))
+            if confirmed:
+                self.spool.commit(messages[confirmed - 1][-1].end, _ticks(messages[:confirmed]))
+            if confirmed == len(messages):
                 failures = 0
+                continue
+            # Publish again from the first unconfirmed message on (a later one that was confirmed is
+            # published twice; its tick ids make the workers store it once).
+            self.spool.rewind(messages[confirmed][0].start, _ticks(messages[confirmed:]))
+            error = results[confirmed]
+            self.counters["publish_failures"] += 1
+            if isinstance(error, aio_pika.exceptions.DeliveryError):
+                # Nothing receives ticks: an operator must restore the queue; keep them and alarm.
+                self.counters["publish_unroutable"] += 1
+                log.error("publish_unroutable", exchange=self._topology.exchange, spooled=self.spool.pending_ticks)
+            else:
+                log.warning(
+                    "publish_failed", error=f"{type(error).__name__}: {error}", spooled=self.spool.pending_ticks
+                )
+            await asyncio.sleep(_BACKOFF.delay(failures))
+            failures += 1
 
-    async def _publish(self, ticks: list[Tick]) -> None:
+    async def _publish(self, records: list[Record]) -> None:
         assert self._exchange is not None
+        count = sum(r.ticks for r in records)
         message = aio_pika.Message(
-            encode_batch(ticks),
+            envelope([r.payload for r in records], count),
             content_type=CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={SCHEMA_HEADER: SCHEMA_VERSION, "x-tick-count": len(ticks)},
+            headers={SCHEMA_HEADER: SCHEMA_VERSION, "x-tick-count": count},
         )
         # With publisher confirms on, publish() returns once the broker has confirmed the message.
         await self._exchange.publish(message, routing_key=TICKS_ROUTING_KEY, mandatory=True, timeout=30)
-        self.counters["published_ticks"] += len(ticks)
+        self.counters["published_ticks"] += count
         self.counters["published_messages"] += 1
 
     async def _publish_events(self) -> bool:
@@ -165,18 +250,45 @@ class TickPublisher:
             self.counters["published_events"] += 1
         return True
 
-    async def close(self, timeout: float = 30.0) -> None:
-        """Publish what is buffered (up to `timeout`), then close the connection."""
+    async def close(self, timeout: float = _CLOSE_TIMEOUT_S) -> None:
+        """Publish what is spooled for up to `timeout`, then stop; the rest stays spooled for the next start."""
         self._closing = True
         self._wakeup.set()
-        if self._flusher is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._flusher), timeout)
-            except TimeoutError:
-                log.error("publisher_close_timeout", unpublished=len(self._buffer))
-                self._flusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._flusher
+        flusher = self._tasks[1] if len(self._tasks) > 1 else None
+        if flusher is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(flusher), timeout)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.spool.close()
         if self._connection is not None:
-            await self._connection.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._connection.close(), 1.0)
+        if self.spool.pending_ticks:
+            log.warning(
+                "publisher_closed_with_spooled_ticks",
+                spooled_ticks=self.spool.pending_ticks,
+                directory=str(self.spool.directory),
+                unpublished_events=len(self._events),
+            )
         log.info("publisher_closed", **dict(self.counters))
+
+
+def _messages(records: list[Record], size: int) -> list[list[Record]]:
+    """Consecutive records joined into messages of at most `size` ticks (a bigger record goes alone)."""
+    out: list[list[Record]] = []
+    ticks = size
+    for record in records:
+        if ticks + record.ticks > size:
+            out.append([])
+            ticks = 0
+        out[-1].append(record)
+        ticks += record.ticks
+    return out
+
+
+def _ticks(messages: list[list[Record]]) -> int:
+    return sum(r.ticks for m in messages for r in m)

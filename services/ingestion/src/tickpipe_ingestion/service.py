@@ -182,7 +182,8 @@ async def run_ingest(
             for task in tasks:
                 task.cancel()
             await publisher.close()
-            log.info("ingest_stopped", **stats.snapshot())
+            lost = dict(publisher.lost_by_instrument)  # what a full spool could not keep: the gaps to repair
+            log.info("ingest_stopped", **stats.snapshot(), **({"lost_by_instrument": lost} if lost else {}))
 
 
 async def run_record(*, brokers: Brokers, ingest: IngestSettings, path: Path, stop: asyncio.Event) -> None:
@@ -222,7 +223,9 @@ class IngestStats:
         out.update(self.feed.decoder.counters)
         out.update(self.builder.counters)
         out.update({f"publisher.{k}": v for k, v in self.publisher.counters.items()})
-        out["publisher.pending"] = self.publisher.pending
+        out["spool.pending_ticks"] = self.publisher.pending
+        out["spool.bytes"] = self.publisher.spool.bytes
+        out["spool.segments"] = self.publisher.spool.segments
         if self.imap is not None:
             out["instruments.known"] = len(self.imap)
             out["instruments.loads"] = self.imap.loads

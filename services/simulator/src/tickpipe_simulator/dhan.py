@@ -166,7 +166,7 @@ class DhanSimulator(SimulatorServer):
     def _trade(
         self, session: Session, inst: SimInstrument, mode: str, packets: list[bytes], ticks: list[SentTick]
     ) -> None:
-        quote = inst.step()
+        quote = self._step(inst)
         ltt = int(time.time()) + wire.IST_OFFSET_SECONDS
         packet = mode
         if mode == "quote" and self.full_every and session.trades % self.full_every == 0:

@@ -140,7 +140,7 @@ class KiteSimulator(SimulatorServer):
     def _trade(
         self, session: Session, inst: SimInstrument, mode: str, packets: list[bytes], ticks: list[SentTick]
     ) -> None:
-        quote = inst.step()
+        quote = self._step(inst)
         token = kite_token(inst)
         now = int(time.time())
         if mode == "ltp":

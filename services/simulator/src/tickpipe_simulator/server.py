@@ -2,7 +2,8 @@
 
 A broker module says how a client authenticates, what its requests mean and how a trade becomes
 packets and frames; this module runs sessions, paces ticks at `rate` per second per connection,
-packs one to `packets_per_frame` packets into a frame, records what it sent (the test oracle),
+packs one to `packets_per_frame` packets into a frame, records what it sent (the test oracle; with
+`numbered`, each trade's volume is its number on the server, so exactly-once is checked from numbers),
 and lets tests script faults on every live connection: `silence(seconds)`, `drop()`, `inject(bytes)`,
 `send_text(...)`.
 """
@@ -54,6 +55,7 @@ class SimulatorServer:
         record: bool = False,
         packets_per_frame: int = 1,
         seed: int = 0,
+        numbered: bool = False,
     ) -> None:
         self.instruments = instruments
         self.rate = rate
@@ -61,6 +63,8 @@ class SimulatorServer:
         self.record = record
         self.packets_per_frame = packets_per_frame
         self._rng = random.Random(seed)
+        self.numbered = numbered
+        self._number = 0
         self.sent: list[SentTick] = []
         self.ticks_sent = 0
         self.connections = 0
@@ -169,6 +173,14 @@ class SimulatorServer:
                 idle_since = loop.time()
                 if self.record:
                     self.sent += ticks
+
+    def _step(self, inst: SimInstrument) -> Quote:
+        """The instrument's next trade; numbered, its volume is the trade's number on this server (1, 2, ...)."""
+        quote = inst.step()
+        if self.numbered:
+            self._number += 1
+            quote.volume = self._number
+        return quote
 
     # -- broker hooks -----------------------------------------------------------------------------
 

@@ -1,0 +1,147 @@
+"""Outages of RabbitMQ and PostgreSQL, and killed processes, while numbered ticks stream through the pipeline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from tests.conftest import ScratchPostgres
+from tests.faults.conftest import Pipeline
+from tests.faults.harness import (
+    NumberedFeed,
+    ScratchRabbit,
+    assert_exactly_once,
+    log_events,
+    stored_count,
+    stored_numbers,
+    wait_stored,
+)
+from tests.helpers import wait_until
+from tickpipe_core.migrate import migrate
+
+TOTAL, RATE = 15_000, 2_000
+
+
+def test_rabbitmq_down_across_an_ingestion_restart_loses_nothing(
+    pipeline: Pipeline, rabbit: ScratchRabbit, numbered_feed: Callable[..., NumberedFeed]
+) -> None:
+    """The row that lost 45,500 of 60,000: RabbitMQ stops, ingestion is restarted during the outage."""
+    feed = numbered_feed(TOTAL, RATE)
+    ingest = pipeline.ingest(feed, amqp_url=rabbit.url).start()
+    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    wait_stored(pipeline.database_url, 2000)
+    rabbit.stop_app()
+    spooled_before = len(feed.sent())
+    wait_until(lambda: len(feed.sent()) > spooled_before + 2000, "ticks read during the outage", timeout=30)
+    code, took = ingest.stop()
+    assert code == 0 and took < 5, (code, took, pipeline.logs())  # SIGTERM in an outage: spooled, out in 5 s
+    ingest.start()  # while RabbitMQ is still down: it starts, reads the feed and spools
+    wait_until(lambda: '"amqp_unreachable"' in ingest.last_run(), "the second start to meet the outage", timeout=30)
+    read = len(feed.sent())
+    wait_until(lambda: len(feed.sent()) > read + 1000, "the second start to read the feed", timeout=30)
+    assert ingest.running, pipeline.logs()
+    rabbit.start_app()
+    pipeline.settle(feed, [ingest], worker)
+    assert_exactly_once(pipeline.database_url, feed.sent())
+    assert "Traceback" not in ingest.log()
+
+
+def test_rabbitmq_stop_and_start_mid_stream_loses_and_duplicates_nothing(
+    pipeline: Pipeline, rabbit: ScratchRabbit, numbered_feed: Callable[..., NumberedFeed]
+) -> None:
+    feed = numbered_feed(TOTAL, RATE)
+    ingest = pipeline.ingest(feed, amqp_url=rabbit.url).start()
+    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    wait_stored(pipeline.database_url, 2000)
+    rabbit.stop_app()
+    read = len(feed.sent())
+    wait_until(lambda: len(feed.sent()) > read + 2000, "ticks read during the outage", timeout=30)
+    rabbit.start_app()
+    pipeline.settle(feed, [ingest], worker)
+    assert_exactly_once(pipeline.database_url, feed.sent())
+
+
+def test_a_full_spool_loses_only_what_it_counts_per_instrument(
+    pipeline: Pipeline, rabbit: ScratchRabbit, numbered_feed: Callable[..., NumberedFeed]
+) -> None:
+    """The spool's disk is capped at 1 MiB and RabbitMQ stays down past it: the loss is counted, to the tick."""
+    feed = numbered_feed(TOTAL, RATE)
+    ingest = pipeline.ingest(feed, amqp_url=rabbit.url, INGEST_SPOOL_MAX_BYTES=str(1 << 20)).start()
+    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    wait_stored(pipeline.database_url, 1000)
+    rabbit.stop_app()
+    wait_until(lambda: '"spool_full_ticks_lost"' in ingest.log(), "the spool to fill", timeout=60)
+    rabbit.start_app()
+    pipeline.settle(feed, [ingest], worker)
+    lost: Counter[str] = Counter()
+    for stopped in log_events(ingest.log(), "ingest_stopped"):
+        lost.update(stopped.get("lost_by_instrument", {}))
+    sent, stored = feed.sent(), stored_numbers(pipeline.database_url)
+    assert len(stored) == len(set(stored))  # nothing twice
+    missing = set(sent) - set(stored)
+    assert len(missing) == sum(lost.values()) > 0  # lost exactly what was counted
+    by_instrument = Counter(
+        f"{t.quote.segment}:{t.quote.security_id}" for t in feed.server.sent if t.quote.volume in missing
+    )
+    assert by_instrument == lost  # and counted against the right instruments
+
+
+def test_ingestion_killed_loses_only_frames_it_never_read(
+    pipeline: Pipeline, numbered_feed: Callable[..., NumberedFeed]
+) -> None:
+    feed = numbered_feed(TOTAL, RATE)
+    ingest = pipeline.ingest(feed).start()
+    worker = pipeline.worker().start()
+    wait_stored(pipeline.database_url, 3000)
+    ingest.kill()
+    sent_at_kill = len(feed.sent())
+    ingest.start()  # replays its spool, reconnects to the feed
+    pipeline.settle(feed, [ingest], worker)
+    sent = feed.sent()
+    stored = stored_numbers(pipeline.database_url)
+    assert len(stored) == len(set(stored))  # nothing twice, although the spool was replayed
+    missing = sorted(set(sent) - set(stored))
+    # What is missing was written to the dead connection and never read: one run of consecutive
+    # numbers, all sent before the kill was noticed, and no more than the socket buffers can hold.
+    if missing:
+        assert missing == list(range(missing[0], missing[-1] + 1))
+        assert missing[-1] <= sent_at_kill + 64
+        assert len(missing) * 162 <= _socket_buffer_bytes()
+    assert set(stored) <= set(sent)
+
+
+def _socket_buffer_bytes() -> int:
+    """The most a sender's and a receiver's TCP buffers can hold between them on this machine."""
+    rmem = int(open("/proc/sys/net/ipv4/tcp_rmem").read().split()[2])  # noqa: SIM115
+    wmem = int(open("/proc/sys/net/ipv4/tcp_wmem").read().split()[2])  # noqa: SIM115
+    return rmem + wmem + (1 << 20)  # and the WebSocket library's frame queue
+
+
+def test_worker_killed_mid_batch_stores_each_tick_once(
+    pipeline: Pipeline, numbered_feed: Callable[..., NumberedFeed]
+) -> None:
+    feed = numbered_feed(TOTAL, RATE)
+    ingest = pipeline.ingest(feed).start()
+    worker = pipeline.worker().start()
+    for _ in range(3):
+        wait_stored(pipeline.database_url, stored_count(pipeline.database_url) + 1500)
+        worker.kill()
+        worker.start()
+    pipeline.settle(feed, [ingest], worker)
+    assert_exactly_once(pipeline.database_url, feed.sent())
+
+
+def test_postgresql_restart_mid_stream_loses_and_duplicates_nothing(
+    pipeline: Pipeline, scratch_postgres: ScratchPostgres, numbered_feed: Callable[..., NumberedFeed]
+) -> None:
+    migrate(scratch_postgres.url)
+    pipeline.database_url = scratch_postgres.url
+    feed = numbered_feed(TOTAL, RATE)
+    ingest = pipeline.ingest(feed).start()
+    worker = pipeline.worker().start()
+    wait_stored(scratch_postgres.url, 2000)
+    scratch_postgres.stop(mode="fast")
+    wait_until(lambda: '"batch_retry"' in worker.log(), "the outage met", 30)
+    scratch_postgres.start()
+    pipeline.settle(feed, [ingest], worker)
+    assert_exactly_once(scratch_postgres.url, feed.sent())
