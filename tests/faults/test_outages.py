@@ -145,3 +145,26 @@ def test_postgresql_restart_mid_stream_loses_and_duplicates_nothing(
     scratch_postgres.start()
     pipeline.settle(feed, [ingest], worker)
     assert_exactly_once(scratch_postgres.url, feed.sent())
+
+
+def test_a_worker_whose_rabbitmq_and_database_vanished_stops_within_10_s_of_sigterm(
+    pipeline: Pipeline,
+    rabbit: ScratchRabbit,
+    scratch_postgres: ScratchPostgres,
+    numbered_feed: Callable[..., NumberedFeed],
+) -> None:
+    migrate(scratch_postgres.url)
+    pipeline.database_url = scratch_postgres.url
+    feed = numbered_feed(TOTAL, RATE)
+    pipeline.ingest(feed, amqp_url=rabbit.url).start()
+    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    wait_stored(scratch_postgres.url, 1000)
+    scratch_postgres.stop(mode="immediate")
+    rabbit.stop_app()
+    try:
+        wait_until(lambda: '"batch_retry"' in worker.log(), "the worker to meet the outage", timeout=30)
+        code, took = worker.stop(timeout=30)
+        assert took < 10, pipeline.logs()
+        assert code == 0
+    finally:
+        rabbit.start_app()

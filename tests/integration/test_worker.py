@@ -33,6 +33,30 @@ def test_writing_the_same_ticks_twice_stores_them_once(database_url: str) -> Non
     assert count_ticks(database_url) == 51
 
 
+def test_a_kite_last_traded_quantity_past_2_31_is_stored_exactly(database_url: str) -> None:
+    """The wire's unsigned 32-bit quantity, decoded from a real Kite full packet, lands as sent."""
+    from tickpipe_ingestion.kite.parse import KiteDecoder
+    from tickpipe_simulator.kite import encode_full, frame
+    from tickpipe_simulator.market import make_instruments
+
+    quote = make_instruments(1)[0].step()
+    quote.ltq = 4_000_000_000
+    packet = encode_full(408065, quote, int(datetime(2026, 11, 23, 4, 0, tzinfo=UTC).timestamp()))
+    (tick,) = KiteDecoder().decode(frame([packet]), datetime(2026, 11, 23, 4, 0, 1, tzinfo=UTC))
+    assert tick.ltq == 4_000_000_000
+
+    async def scenario() -> int:
+        writer = TickWriter(database_url)
+        try:
+            return await writer.write([tick])
+        finally:
+            await writer.close()
+
+    assert asyncio.run(scenario()) == 1
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select ltq from ticks").fetchone() == (4_000_000_000,)
+
+
 def test_distinct_ticks_in_the_same_second_are_both_kept(database_url: str) -> None:
     same_second = datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC)
     ticks = [make_tick(exchange_ts=same_second, ltp=100.0), make_tick(exchange_ts=same_second, ltp=100.05)]
@@ -81,6 +105,45 @@ def test_poison_message_goes_to_the_dead_letter_queue_with_its_reason_and_neighb
 
     reasons = asyncio.run(dead_reasons())
     assert reasons[0].startswith("invalid tick batch") and reasons[1].startswith("not a tickpipe message")
+
+
+def test_a_message_delivered_too_often_goes_to_the_dead_letter_queue_and_the_rest_lands(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    """A message that killed every worker it reached (here: returned 3 times) is set aside, not retried forever."""
+    cursed, good = encode_batch([make_tick(security_id=1)]), encode_batch([make_tick(security_id=2)])
+
+    async def scenario() -> None:
+        await publish_bodies(amqp_url, topology, [cursed])
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            queue = await (await connection.channel()).declare_queue(topology.ticks_queue, passive=True)
+            for _ in range(3):  # three workers died holding it: the queue counts each return
+                message = await queue.get(timeout=5)
+                assert message is not None
+                await message.nack(requeue=True)
+        await publish_bodies(amqp_url, topology, [good])
+        stop = asyncio.Event()
+        settings = WorkerSettings(batch_rows=1000, max_deliveries=3)
+        task = asyncio.create_task(run_workers(1, database_url, amqp_url, topology, settings, stop))
+        await until(lambda: count_ticks(database_url) >= 1, "the good tick", timeout=30, interval=0.1)
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select security_id from ticks").fetchall() == [(2,)]
+    assert asyncio.run(queue_depths(amqp_url, topology)) == (0, 1)
+
+    async def dead_reason() -> str:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            queue = await (await connection.channel()).declare_queue(topology.dead_queue, passive=True)
+            message = await queue.get(timeout=5)
+            assert message is not None and message.body == cursed
+            return str((message.headers or {})[DEAD_REASON_HEADER])
+
+    assert asyncio.run(dead_reason()) == "delivered 3 times without being stored (WORKER_MAX_DELIVERIES)"
 
 
 def test_ticks_no_column_can_hold_go_to_the_dead_letter_queue_alone_and_their_neighbours_land(

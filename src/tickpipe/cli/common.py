@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from pydantic_settings import BaseSettings
 
+from tickpipe_core import get_logger
 from tickpipe_core.health import heartbeat
 from tickpipe_core.settings import DhanSettings, KiteSettings, SourceSettings, load
 
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
     from tickpipe_ingestion.service import Brokers
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = get_logger("cli")
 
 CAPTURE = click.Path(dir_okay=False, path_type=Path)
 WATCHLIST = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -38,8 +43,13 @@ def reads(*classes: type[BaseSettings]) -> Callable[[F], F]:
     return decorate
 
 
-def run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """Run a coroutine with an Event that SIGINT/SIGTERM set, for a clean shutdown."""
+def run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop_within_s: float | None = None) -> None:
+    """Run a coroutine with an Event that SIGINT/SIGTERM set, for a clean shutdown.
+
+    With `stop_within_s`, a shutdown that has not finished that long after the signal (a server that
+    vanished mid-call) is cancelled, and a process still stuck a second later exits at once: what it
+    had not finished is unacked (RabbitMQ redelivers it) or spooled, never lost.
+    """
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -47,8 +57,22 @@ def run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> Non
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         beat = asyncio.create_task(heartbeat())
+        task = asyncio.create_task(main(stop))
         try:
-            await main(stop)
+            if stop_within_s is None:
+                await task
+                return
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not task.done() and not (await asyncio.wait({task}, timeout=stop_within_s))[0]:
+                log.error("shutdown_overdue", seconds=stop_within_s, action="cancelled")
+                task.cancel()
+                if not (await asyncio.wait({task}, timeout=1.0))[0]:
+                    log.error("shutdown_stuck", action="exiting now")
+                    os._exit(0)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         finally:
             beat.cancel()
 

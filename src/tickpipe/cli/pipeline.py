@@ -27,6 +27,11 @@ from tickpipe_core.settings import (
     redact_url,
 )
 
+# SIGTERM to exit, at most (compose's stop_grace_period is longer): a worker's unacked batch is
+# redelivered, ingestion's unconfirmed ticks stay in its spool.
+INGEST_STOP_WITHIN_S = 4.0
+WORKER_STOP_WITHIN_S = 8.0
+
 
 @click.command()
 @reads(DatabaseSettings)
@@ -86,7 +91,8 @@ def ingest(record: Path | None, watchlist: Path | None, simulator: str | None) -
             db=db,
             instruments=instruments,
             subscribe=subscribe,
-        )
+        ),
+        stop_within_s=INGEST_STOP_WITHIN_S,
     )
 
 
@@ -132,7 +138,10 @@ def work(count: int | None) -> None:
     count = count or settings.count
     if count > 1:
         sys.exit(Supervisor([Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]).run())
-    run_async(lambda stop: run_workers(1, db.database_url, amqp.amqp_url, Topology(amqp.amqp_prefix), settings, stop))
+    run_async(
+        lambda stop: run_workers(1, db.database_url, amqp.amqp_url, Topology(amqp.amqp_prefix), settings, stop),
+        stop_within_s=WORKER_STOP_WITHIN_S,
+    )
 
 
 @click.command()

@@ -215,6 +215,9 @@ class WorkerSettings(_Settings):
         0.0, ge=0, description="0: commit as soon as nothing more is waiting (group commit); >0: also wait this long."
     )
     prefetch: int = Field(0, ge=0, description="Unacked messages per consumer; 0 derives it from the batch.")
+    max_deliveries: int = Field(
+        10, ge=2, description="A message delivered this often without being stored goes to the dead-letter queue."
+    )
 
 
 class AnalyticsSettings(_Settings):

@@ -40,7 +40,7 @@ log = get_logger("publisher")
 
 _BACKOFF = Backoff(base=0.25, cap=5.0)
 _LOSS_LOG_INTERVAL_S = 10.0  # one line per interval while the spool is full, never one per frame
-_CLOSE_TIMEOUT_S = 3.0  # SIGTERM: publish what we can in this long; the rest waits in the spool
+_CLOSE_TIMEOUT_S = 2.0  # SIGTERM: publish what we can in this long; the rest waits in the spool
 
 
 def spool_for(settings: IngestSettings) -> Spool:

@@ -7,7 +7,9 @@ also lingers up to 50 ms to fill, so that throughput holds. `batch_timeout_s` > 
 A batch's messages are acked with one multiple-ack only after the commit, so a crash at any point
 means redelivery, which the writer turns into no duplicate rows.
 A message that cannot be decoded goes to the dead-letter exchange with the reason in a header
-and the rest of its batch still lands. A database error keeps the batch, backs off and retries.
+and the rest of its batch still lands; so does one the queue has delivered WORKER_MAX_DELIVERIES
+times already (a message that kills or wedges every worker it reaches). A database error keeps
+the batch, backs off and retries.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ _SUBSCRIBE_ATTEMPTS = 6
 _SUBSCRIBE_BACKOFF = Backoff(base=0.2, cap=5.0)
 _COMMIT_BACKOFF = Backoff(base=0.25, cap=15.0)
 _LOADED_LINGER_S = 0.05
+_CLEANUP_S = 2.0
 
 
 class Worker:
@@ -89,12 +92,18 @@ class Worker:
                         await self._commit(batch, stop)
             finally:
                 summary.cancel()
+                # Each step of the way out is bounded: the broker or the database may be gone.
                 with contextlib.suppress(Exception):
-                    await queue.cancel(tag)
-                await self._drain_unstarted(channel)
+                    async with asyncio.timeout(_CLEANUP_S):
+                        await queue.cancel(tag)
+                        await self._drain_unstarted(channel)
         finally:
-            await self._writer.close()
-            await connection.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLEANUP_S):
+                    await self._writer.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLEANUP_S):
+                    await connection.close()
             self.latency.add(self._latency_interval)
             self._latency_interval = LatencyHistogram()
             self.log.info(
@@ -172,6 +181,13 @@ class Worker:
     async def _commit(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
         ticks: list[Tick] = []
         for message in batch:
+            deliveries = _deliveries(message)
+            if deliveries >= self._settings.max_deliveries:
+                # Redelivered this often, it is what keeps killing or wedging workers: set it aside.
+                await self._dead_letter(
+                    message, f"delivered {deliveries} times without being stored (WORKER_MAX_DELIVERIES)"
+                )
+                continue
             try:
                 ticks.extend(decode_batch(message.body))
             except DecodeError as e:
@@ -201,7 +217,8 @@ class Worker:
                 delay = _COMMIT_BACKOFF.delay(attempt)
                 attempt += 1
                 self.log.warning("batch_retry", error=str(e), attempt=attempt, delay_s=delay, rows=len(ticks))
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):  # a SIGTERM ends the wait
+                    await asyncio.wait_for(stop.wait(), delay)
         latency = time.perf_counter() - started
         self._latency_interval.record_batch(t.receive_ts for t in ticks[::SAMPLE_EVERY])
         await self._ack(batch)
@@ -319,6 +336,12 @@ _WRITE_FAILURES: tuple[type[Exception], ...] = (StorageError, *_UNENCODABLE)
 def _is_data_error(e: StorageError) -> bool:
     """PostgreSQL refused the data itself (a NUL in text, a value out of range), not the connection."""
     return isinstance(e.__cause__, psycopg.DataError | psycopg.IntegrityError)
+
+
+def _deliveries(message: AbstractIncomingMessage) -> int:
+    """How often the quorum queue delivered this message before (its x-delivery-count header)."""
+    count = (message.headers or {}).get("x-delivery-count")
+    return count if isinstance(count, int) else 0
 
 
 def _tick_count(message: AbstractIncomingMessage) -> int:

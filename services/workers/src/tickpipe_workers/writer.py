@@ -33,7 +33,7 @@ _COLUMN_OF_FIELD: dict[str, tuple[str, str]] = {
     "time_source": ("time_source", "text"),
     "packet": ("packet", "text"),
     "ltp": ("ltp", "float8"),
-    "ltq": ("ltq", "int4"),
+    "ltq": ("ltq", "int8"),
     "atp": ("atp", "float8"),
     "volume": ("volume", "int8"),
     "total_buy_qty": ("total_buy_qty", "int8"),
