@@ -55,10 +55,18 @@ class LoopThread:
 class NumberedFeed:
     """A Dhan simulator sending `total` numbered full packets at `rate` per second, on a thread."""
 
-    def __init__(self, total: int, rate: float, instruments: int = 20, packets_per_frame: int = 4) -> None:
+    def __init__(
+        self, total: int, rate: float, instruments: int = 20, packets_per_frame: int = 4, snapshot: bool = False
+    ) -> None:
         self.instruments = make_instruments(instruments, seed=7)
         self.server = DhanSimulator(
-            self.instruments, rate, max_ticks=total, record=True, packets_per_frame=packets_per_frame, numbered=True
+            self.instruments,
+            rate,
+            max_ticks=total,
+            record=True,
+            packets_per_frame=packets_per_frame,
+            numbered=True,
+            snapshot=snapshot,
         )
         self.total = total
         self._loop = LoopThread()
@@ -358,15 +366,17 @@ class TcpProxy:
         finally:
             self._links.discard(link)
             for w in link:
-                w.transport.abort()
+                w.close()  # what is still buffered goes out first (a cut aborts instead)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Copy one direction; its end (EOF) is passed on as a half-close, as TCP does."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
                 await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
-        writer.transport.abort()
+            if writer.can_write_eof():
+                writer.write_eof()
 
     def stall(self) -> None:
         self._loop.loop.call_soon_threadsafe(self._flowing.clear)

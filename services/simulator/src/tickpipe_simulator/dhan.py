@@ -121,12 +121,25 @@ async def _reject(ws: ServerConnection) -> None:
 class DhanSimulator(SimulatorServer):
     """Serve a simulated market over Dhan's protocol.
 
-    With `full_every`, every Nth packet of a quote subscription is a full packet.
+    With `full_every`, every Nth packet of a quote subscription is a full packet. With `snapshot`, a
+    subscription starts with the last packet sent for the instrument, byte for byte, as a broker's
+    snapshot after a reconnect does (a packet the client may already have).
     """
 
-    def __init__(self, instruments: list[SimInstrument], rate: float = 100.0, *, full_every: int = 0, **kw: Any):
+    def __init__(
+        self,
+        instruments: list[SimInstrument],
+        rate: float = 100.0,
+        *,
+        full_every: int = 0,
+        snapshot: bool = False,
+        **kw: Any,
+    ):
         super().__init__(instruments, rate, **kw)
         self.full_every = full_every
+        self.snapshot = snapshot
+        self.snapshots_sent = 0
+        self._last_sent: dict[tuple[str, int], SentTick] = {}
         self._by_key = {(i.segment, i.security_id): i for i in instruments}
 
     async def disconnect(self, code: int) -> None:
@@ -159,9 +172,17 @@ class DhanSimulator(SimulatorServer):
             if mode is not None:
                 if key not in session.subscribed:
                     await session.ws.send(encode_prev_close(inst))
+                    last = self._last_sent.get(key) if self.snapshot else None
+                    if last is not None:  # the same bytes again: encoding is deterministic
+                        await session.ws.send(_ENCODERS[last.packet](last.quote, last.ltt))
+                        self.snapshots_sent += 1
                 session.subscribed[key] = (inst, mode)
             elif code in _UNSUBSCRIBE:
                 session.subscribed.pop(key, None)
+
+    def _sent(self, ticks: list[SentTick]) -> None:
+        for t in ticks:
+            self._last_sent[(t.quote.segment, t.quote.security_id)] = t
 
     def _trade(
         self, session: Session, inst: SimInstrument, mode: str, packets: list[bytes], ticks: list[SentTick]
@@ -174,4 +195,4 @@ class DhanSimulator(SimulatorServer):
         packets.append(_ENCODERS[packet](quote, ltt))
         if packet == "quote" and session.trades % OI_EVERY == 0:
             packets.append(encode_oi(quote))
-        ticks.append(SentTick(quote, ltt, packet))
+        ticks.append(SentTick(quote, ltt, packet, session.number))

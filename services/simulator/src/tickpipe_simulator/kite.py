@@ -149,7 +149,7 @@ class KiteSimulator(SimulatorServer):
             packets.append(encode_quote(token, quote))
         else:
             packets.append(encode_full(token, quote, now))
-        ticks.append(SentTick(quote, now, mode))
+        ticks.append(SentTick(quote, now, mode, session.number))
 
     def _frame(self, packets: list[bytes]) -> bytes:
         return frame(packets)

@@ -32,6 +32,7 @@ class SentTick:
     quote: Quote
     ltt: int  # the trade-time field as the broker sends it (Dhan: India wall clock; Kite: UTC)
     packet: str
+    connection: int = 0  # which client connection it went out on (1, 2, ... in order of connecting)
 
 
 @dataclass(eq=False)  # hashed by identity: sessions live in a set
@@ -39,6 +40,7 @@ class Session:
     """One client connection: what it subscribed to, in which mode."""
 
     ws: ServerConnection
+    number: int = 0
     subscribed: dict[Hashable, tuple[SimInstrument, str]] = field(default_factory=dict)
     trades: int = 0
 
@@ -122,7 +124,7 @@ class SimulatorServer:
         if not await self._accept(ws):
             return
         self.connections += 1
-        session = Session(ws)
+        session = Session(ws, self.connections)
         self._sessions.add(session)
         streamer = asyncio.create_task(self._stream(session))
         try:
@@ -168,6 +170,7 @@ class SimulatorServer:
                 await session.ws.send(self._frame(packets))
                 # Counted once written: a frame that never left (closed socket) is not "sent".
                 self.ticks_sent += n
+                self._sent(ticks)
                 budget -= n
                 sent += n
                 idle_since = loop.time()
@@ -203,6 +206,9 @@ class SimulatorServer:
 
     def _frame(self, packets: list[bytes]) -> bytes:
         return b"".join(packets)
+
+    def _sent(self, ticks: list[SentTick]) -> None:
+        """Called with the ticks of each frame once it is written."""
 
     async def _idle(self, session: Session) -> None:
         """Called about once a second while nothing is sent (Kite sends a heartbeat)."""
