@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,7 +103,7 @@ def numbered_feed() -> Iterator[Callable[..., NumberedFeed]]:
     """Make numbered feeds (NumberedFeed's arguments); each is closed at the end of the test."""
     feeds: list[NumberedFeed] = []
 
-    def make(total: int, rate: float, **kwargs: int) -> NumberedFeed:
+    def make(total: int, rate: float, **kwargs: Any) -> NumberedFeed:
         feeds.append(NumberedFeed(total, rate, **kwargs))
         return feeds[-1]
 
