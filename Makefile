@@ -15,7 +15,7 @@ run: setup  ## the whole pipeline on this machine: simulator (real instruments),
 	uv run --frozen tickpipe run
 
 test: setup  ## the whole test suite against the local PostgreSQL/TimescaleDB and RabbitMQ
-	uv run --frozen pytest
+	uv run --frozen pytest -n auto --dist loadfile  # one process per core; a file stays on one (its scratch servers)
 
 lint:  ## ruff and mypy --strict (also over tests/)
 	uv run --frozen ruff check . && uv run --frozen ruff format --check . && uv run --frozen mypy

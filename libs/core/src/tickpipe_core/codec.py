@@ -67,15 +67,19 @@ def _array_header_size(first: int) -> int:
     return 1 if first < 0xDC else 3 if first == 0xDC else 5
 
 
+# msgspec raises UnicodeDecodeError, not its DecodeError, for a string that is not UTF-8 (found by fuzzing).
+_INVALID = (msgspec.DecodeError, UnicodeDecodeError)
+
+
 def decode_batch(body: bytes) -> list[Tick]:
     """Decode and validate a message body; DecodeError says why it is unusable."""
     try:
         version = _version_decoder.decode(body).version
-    except msgspec.DecodeError as e:
+    except _INVALID as e:
         raise DecodeError(f"not a tickpipe message: {e}") from e
     if version != SCHEMA_VERSION:
         raise DecodeError(f"unsupported schema version {version} (this build reads {SCHEMA_VERSION})")
     try:
         return _decoder.decode(body).ticks
-    except msgspec.DecodeError as e:
+    except _INVALID as e:
         raise DecodeError(f"invalid tick batch: {e}") from e

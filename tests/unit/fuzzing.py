@@ -1,0 +1,41 @@
+"""A seeded frame generator for the fuzz tests: valid packets, and the ways a frame goes wrong."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+FRAMES_PER_DECODER = 1_000_000
+
+
+@dataclass(frozen=True)
+class Fuzzed:
+    frame: bytes
+    broken: bool
+    """True when the frame is certainly malformed (cut inside a packet): the decoder must count it."""
+
+
+def frames(packets: list[bytes], join: Callable[[list[bytes]], bytes], count: int, seed: int) -> Iterator[Fuzzed]:
+    """`count` frames from `packets` (`join` makes a frame of them): whole, cut inside a packet, with
+    bytes flipped (headers and lengths included), with garbage after them, and random bytes."""
+    rng = random.Random(seed)
+    randbytes, randrange, choice = rng.randbytes, rng.randrange, rng.choice
+    for _ in range(count):
+        chosen = [choice(packets) for _ in range(randrange(1, 5))]
+        frame = join(chosen)
+        kind = randrange(5)
+        if kind == 0:
+            yield Fuzzed(frame, False)
+        elif kind == 1:  # cut inside the last packet
+            cut = len(frame) - randrange(1, len(chosen[-1]))
+            yield Fuzzed(frame[:cut], True)
+        elif kind == 2:  # flipped bytes anywhere (headers and lengths included)
+            data = bytearray(frame)
+            for _ in range(randrange(1, 4)):
+                data[randrange(len(data))] = randrange(256)
+            yield Fuzzed(bytes(data), False)
+        elif kind == 3:  # garbage after the packets
+            yield Fuzzed(frame + randbytes(randrange(1, 40)), False)
+        else:  # random bytes of any length
+            yield Fuzzed(randbytes(randrange(0, 400)), False)
