@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 
@@ -11,6 +13,7 @@ from tests.faults.harness import (
     NumberedFeed,
     ScratchRabbit,
     assert_exactly_once,
+    last_event,
     log_events,
     stored_count,
     stored_numbers,
@@ -168,3 +171,31 @@ def test_a_worker_whose_rabbitmq_and_database_vanished_stops_within_10_s_of_sigt
         assert code == 0
     finally:
         rabbit.start_app()
+
+
+def test_the_spool_of_a_host_that_will_not_ingest_again_is_read_and_drained_by_the_cli(
+    pipeline: Pipeline, rabbit: ScratchRabbit, numbered_feed: Callable[..., NumberedFeed]
+) -> None:
+    """RabbitMQ is down when ingestion stops for good: `tickpipe spool status` shows what is held, `drain` sends it."""
+    feed = numbered_feed(6_000, RATE)
+    ingest = pipeline.ingest(feed, amqp_url=rabbit.url).start()
+    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    wait_stored(pipeline.database_url, 1000)
+    rabbit.stop_app()
+    wait_until(lambda: feed.done, "the feed to send everything", timeout=60)
+    assert ingest.stop()[0] == 0
+    spooled = int(last_event(ingest.log(), "ingest_stopped")["spool.pending_ticks"])
+    assert spooled > 0
+    env = {**ingest.env, "AMQP_URL": rabbit.url}
+    status = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "spool", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert status.returncode == 0 and f"ticks      {spooled:,} in" in status.stdout, status
+    rabbit.start_app()
+    drain = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "spool", "drain"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert drain.returncode == 0 and "the spool is empty" in drain.stderr, drain.stderr[-2000:]
+    wait_stored(pipeline.database_url, len(feed.sent()))
+    worker.stop()
+    assert_exactly_once(pipeline.database_url, feed.sent())

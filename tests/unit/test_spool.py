@@ -16,7 +16,7 @@ from tests.helpers import make_tick
 from tickpipe_core import ConfigError, Topology, decode_batch, encode_ticks, envelope
 from tickpipe_core.settings import IngestSettings
 from tickpipe_ingestion import TickPublisher
-from tickpipe_ingestion.spool import MAGIC, Spool
+from tickpipe_ingestion.spool import MAGIC, Spool, inspect
 
 
 def _payload(n: int) -> bytes:
@@ -219,3 +219,26 @@ def test_any_interleaving_of_appends_reads_failures_and_confirms_reads_each_reco
     assert confirmed == list(range(appended))
     assert spool.segments <= 1 + 1_000_000 // 3000
     spool.close()
+
+
+def test_a_clean_stop_marks_what_was_confirmed_so_the_next_start_publishes_only_the_rest(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.open()
+    for n in range(10):
+        spool.append(_payload(n), ticks=1)
+    spool.commit(spool.read(max_ticks=6)[-1].end, 6)
+    spool.close()
+    assert inspect(tmp_path).ticks == 4  # the segment is still there; its confirmed part is not counted
+    again = Spool(tmp_path, max_bytes=1 << 20)
+    assert again.open().ticks == 4
+    rest = again.read(max_ticks=100)
+    assert [int.from_bytes(r.payload[:4], "big") for r in rest] == [6, 7, 8, 9]
+    again.commit(rest[-1].end, 4)  # everything confirmed
+    again.close()
+    third = Spool(tmp_path, max_bytes=1 << 20)
+    assert third.open().ticks == 0
+    third.append(_payload(42), ticks=1)  # a new segment numbered past the mark: never taken as confirmed
+    third.close()
+    fourth = Spool(tmp_path, max_bytes=1 << 20)
+    assert fourth.open().ticks == 1 and _numbers(fourth) == [42]
+    fourth.close()

@@ -18,6 +18,7 @@ from tickpipe.cli.analytics import maintain, query
 from tickpipe.cli.instruments import instruments
 from tickpipe.cli.pipeline import health, ingest, migrate, record, run, serve, work
 from tickpipe.cli.simulate import simulate
+from tickpipe.cli.spool import spool
 from tickpipe_core import EXIT_FAILURE, EXIT_TERMINAL, ConfigError, TerminalError, TickpipeError, configure_logging
 from tickpipe_core.logging import redact
 from tickpipe_core.settings import LogSettings, load
@@ -32,7 +33,7 @@ def cli() -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
-for command in (migrate, ingest, record, work, serve, simulate, instruments, maintain, query, health, run):
+for command in (migrate, ingest, record, work, serve, simulate, instruments, maintain, query, health, run, spool):
     cli.add_command(command)
 
 

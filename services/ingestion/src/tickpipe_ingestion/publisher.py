@@ -292,3 +292,16 @@ def _messages(records: list[Record], size: int) -> list[list[Record]]:
 
 def _ticks(messages: list[list[Record]]) -> int:
     return sum(r.ticks for m in messages for r in m)
+
+
+async def drain_spool(amqp_url: str, topology: Topology, settings: IngestSettings, stop: asyncio.Event) -> int:
+    """Publish what the spool holds, without a feed, until it is empty or `stop`; returns ticks left."""
+    publisher = TickPublisher(amqp_url, topology, settings)
+    await publisher.start()
+    try:
+        while publisher.pending and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+    finally:
+        await publisher.close()
+    return publisher.pending

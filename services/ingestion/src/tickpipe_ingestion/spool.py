@@ -74,6 +74,7 @@ class Recovery:
     records: int
     ticks: int
     torn: int
+    bytes: int = 0
 
 
 class Spool:
@@ -119,19 +120,21 @@ class Spool:
             raise ConfigError(
                 f"INGEST_SPOOL_DIR {self.directory} is in use by another ingestion; give each ingestion its own"
             ) from None
+        self._confirmed = _read_mark(self.directory)
         records = ticks = torn = 0
-        for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
-            good, n_records, n_ticks, n_torn = _scan(path)
+        for path, skip in _unconfirmed(self.directory, self._confirmed):
+            good, n_records, n_ticks, n_torn = _scan(path, repair=True, skip_before=skip)
             records, ticks, torn = records + n_records, ticks + n_ticks, torn + n_torn
             if n_records == 0:
                 path.unlink()
                 continue
             self._segments.append(_Segment(int(path.stem), path, good, sealed=True))
             self.bytes += good
+            if len(self._segments) == 1:
+                self._cursor = Position(int(path.stem), skip)
         self.unread_ticks = self.pending_ticks = ticks
-        found = Recovery(len(self._segments), records, ticks, torn)
+        found = Recovery(len(self._segments), records, ticks, torn, self.bytes)
         if self._segments:
-            self._cursor = Position(self._segments[0].seq, len(MAGIC))
             log.info("spool_recovered", directory=str(self.directory), **found.__dict__)
         if torn:
             log.error("spool_torn_records", directory=str(self.directory), torn=torn)
@@ -147,6 +150,7 @@ class Spool:
             if self._segments:
                 self._segments[-1].sealed = True
             self._delete_confirmed()
+            self.write_mark()
         for fd in self._read_fds.values():
             os.close(fd)
         self._read_fds.clear()
@@ -187,8 +191,21 @@ class Spool:
             os.fsync(self._fd)
             self.fsyncs += 1
 
+    def write_mark(self) -> None:
+        """Note the confirmed position on disk: the next start does not publish a segment's confirmed part again.
+
+        A stale mark (a crash since) only means some ticks are published twice, which the workers store once.
+        """
+        tmp = self.directory / f"{_MARK}.tmp"
+        try:
+            tmp.write_text(f"{self._confirmed.segment} {self._confirmed.offset}\n")
+            os.replace(tmp, self.directory / _MARK)
+        except OSError as e:
+            log.warning("spool_mark_failed", error=e.strerror)
+
     async def sync_in_background(self) -> None:
         """`sync` in a thread (the interval policy), so the feed never waits on the disk."""
+        self.write_mark()
         if not self._dirty or self._fd < 0 or self.fsync_policy == "never":
             return
         self._dirty = False
@@ -201,7 +218,8 @@ class Spool:
 
     def _roll(self) -> bool:
         """Seal the current segment and start the next one."""
-        seq = self._segments[-1].seq + 1 if self._segments else 1
+        # Sequence numbers only grow, past the confirmed mark too: a lower one would read as confirmed.
+        seq = (self._segments[-1].seq if self._segments else self._confirmed.segment) + 1
         path = self.directory / f"{seq:012d}{_SUFFIX}"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
@@ -328,8 +346,47 @@ class Spool:
         return len(self._segments)
 
 
-def _scan(path: Path) -> tuple[int, int, int, int]:
-    """Check one segment left by an earlier run: (good bytes, records, ticks, torn records cut off)."""
+def inspect(directory: Path) -> Recovery:
+    """What a spool directory holds unconfirmed, read without changing it (ingestion may be running on it)."""
+    segments = records = ticks = torn = size = 0
+    for path, skip in _unconfirmed(directory, _read_mark(directory)):
+        good, n_records, n_ticks, n_torn = _scan(path, repair=False, skip_before=skip)
+        segments += 1
+        records, ticks, torn, size = records + n_records, ticks + n_ticks, torn + n_torn, size + good
+    return Recovery(segments, records, ticks, torn, size)
+
+
+_MARK = "confirmed"
+
+
+def _read_mark(directory: Path) -> Position:
+    try:
+        segment, offset = (int(v) for v in (directory / _MARK).read_text().split())
+    except (OSError, ValueError):
+        return Position(0, 0)
+    return Position(segment, offset)
+
+
+def _unconfirmed(directory: Path, mark: Position) -> list[tuple[Path, int]]:
+    """Segment files from the mark on, each with where its unconfirmed records start.
+
+    A segment wholly before the mark was confirmed (a crash came before its deletion): deleted here.
+    """
+    out = []
+    for path in sorted(directory.glob(f"*{_SUFFIX}")):
+        seq = int(path.stem)
+        if seq < mark.segment:
+            path.unlink(missing_ok=True)
+            continue
+        out.append((path, max(len(MAGIC), mark.offset if seq == mark.segment else 0)))
+    return out
+
+
+def _scan(path: Path, repair: bool, skip_before: int = 0) -> tuple[int, int, int, int]:
+    """Check one segment: (good bytes, records and ticks from `skip_before` on, torn records).
+
+    With `repair`, a torn record (and whatever follows it) is cut off the file.
+    """
     data = path.read_bytes()
     if not data.startswith(MAGIC):
         log.error("spool_segment_unreadable", path=str(path), size=len(data))
@@ -340,9 +397,11 @@ def _scan(path: Path) -> tuple[int, int, int, int]:
         end = at + _RECORD.size + length
         if end > len(data) or zlib.crc32(data[at + _RECORD.size : end]) != crc:
             break
-        records, ticks, at = records + 1, ticks + count, end
+        if at >= skip_before:
+            records, ticks = records + 1, ticks + count
+        at = end
     torn = 1 if at < len(data) else 0
-    if torn:
+    if torn and repair:
         log.error("spool_record_torn", path=str(path), offset=at, cut_bytes=len(data) - at)
         with open(path, "r+b") as f:
             f.truncate(at)
