@@ -48,7 +48,10 @@ def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
     assert [(p["host_ip"], p["target"]) for p in services["serve"]["ports"]] == [("127.0.0.1", 8000)]
     for name in ("ingestion", "workers", "simulator"):  # a terminal failure holds, never crash-loops
         assert services[name]["environment"]["TICKPIPE_ON_TERMINAL"] == "wait", name
-    assert services["ingestion"]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    # Ingestion reads the feed, spooling, while RabbitMQ is not there yet; the spool outlives the container.
+    assert services["ingestion"]["depends_on"]["rabbitmq"]["condition"] == "service_started"
+    spool = services["ingestion"]["environment"]["INGEST_SPOOL_DIR"]
+    assert [(v["source"], v["target"]) for v in services["ingestion"]["volumes"]] == [("ingest-spool", spool)]
     assert services["workers"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
     assert "timescale/timescaledb" in services["timescaledb"]["image"]
