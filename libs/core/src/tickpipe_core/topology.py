@@ -8,6 +8,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
+from tickpipe_core.logging import get_logger
+
 TICKS_ROUTING_KEY = "ticks"
 ORDERS_ROUTING_KEY = "orders"
 DEAD_REASON_HEADER = "x-tickpipe-error"
@@ -17,12 +19,21 @@ DEAD_REASON_HEADER = "x-tickpipe-error"
 # 1.2x, consume 1.6x), both far above what the database can absorb.
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
+# The side queues have a length limit, so that nobody reading them can fill the broker's disk (which
+# would block every publisher, ticks included). Order updates past the limit are refused
+# (reject-publish: ingestion keeps them and retries, loudly); dead letters drop their oldest (each
+# was also logged with its reason by the worker that set it aside).
+
+log = get_logger("topology")
+
 
 @dataclass(frozen=True)
 class Topology:
     """Exchange and queue names derived from one prefix (AMQP_PREFIX)."""
 
     prefix: str = "tickpipe"
+    orders_max_length: int = 100_000
+    dead_max_length: int = 100_000
 
     @property
     def exchange(self) -> str:
@@ -48,7 +59,8 @@ class Topology:
         """Declare everything (idempotent) and return the market exchange and the ticks queue."""
         exchange = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
         dead = await channel.declare_exchange(self.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
-        dead_queue = await channel.declare_queue(self.dead_queue, durable=True, arguments=_QUORUM)
+        dead_limit = {"x-max-length": self.dead_max_length, "x-overflow": "drop-head"}
+        dead_queue = await _declare_queue(channel, self.dead_queue, {**_QUORUM, **dead_limit})
         await dead_queue.bind(dead)
         queue = await channel.declare_queue(
             self.ticks_queue,
@@ -57,7 +69,8 @@ class Topology:
         )
         await queue.bind(exchange, routing_key=TICKS_ROUTING_KEY)
         # Broker order updates (Kite's `order` text frames), kept apart from ticks for whoever needs them.
-        orders = await channel.declare_queue(self.orders_queue, durable=True, arguments=_QUORUM)
+        orders_limit = {"x-max-length": self.orders_max_length, "x-overflow": "reject-publish"}
+        orders = await _declare_queue(channel, self.orders_queue, {**_QUORUM, **orders_limit})
         await orders.bind(exchange, routing_key=ORDERS_ROUTING_KEY)
         return exchange, queue
 
@@ -67,3 +80,23 @@ class Topology:
             await channel.queue_delete(queue)
         for exchange in (self.exchange, self.dead_exchange):
             await channel.exchange_delete(exchange)
+
+
+async def _declare_queue(channel: AbstractChannel, name: str, arguments: dict[str, Any]) -> AbstractQueue:
+    """Declare a queue with its arguments; one declared earlier with other arguments is used as it is.
+
+    RabbitMQ refuses to change a queue's arguments (PRECONDITION_FAILED, which closes the channel): a
+    deployment from before the length limits keeps its queue, with a warning saying how to adopt them.
+    """
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except aio_pika.exceptions.ChannelPreconditionFailed as e:
+        await channel.reopen()
+        log.warning(
+            "queue_arguments_differ",
+            queue=name,
+            wanted=arguments,
+            error=str(e),
+            fix="delete the queue when it is empty (or set the same limits by policy); it is then declared anew",
+        )
+        return await channel.declare_queue(name, passive=True)
