@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,8 @@ def _compose() -> list[str]:
     return [str(Path(compose.__file__).parent / "docker-compose")]
 
 
-def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
+def _config() -> dict[str, Any]:
+    """The compose file's services as `docker compose config` resolves them (no .env)."""
     result = subprocess.run(
         [*_compose(), "config", "--format", "json"],
         cwd=ROOT,
@@ -34,7 +36,12 @@ def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
         env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    services = json.loads(result.stdout)["services"]
+    services: dict[str, Any] = json.loads(result.stdout)["services"]
+    return services
+
+
+def test_compose_file_is_valid_and_wired_with_healthchecks() -> None:
+    services = _config()
     assert set(services) == {
         "timescaledb", "rabbitmq", "migrate", "seed", "simulator", "ingestion", "workers", "maintain", "serve"
     }  # fmt: skip
@@ -83,3 +90,11 @@ def test_health_command_follows_the_heartbeat_file(tmp_path: Path) -> None:
     assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 1
     beat.touch()
     assert subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode == 0
+
+
+def test_ingestion_and_workers_serve_metrics_on_the_compose_network_only() -> None:
+    services = _config()
+    for name in ("ingestion", "workers"):
+        assert services[name]["environment"]["METRICS_PORT"] == "9100", name
+        assert "ports" not in services[name], name  # Prometheus scrapes them inside the network
+        assert services[name]["healthcheck"]["test"] == ["CMD", "tickpipe", "health"], name

@@ -20,6 +20,7 @@ from tickpipe_core.settings import (
     IngestSettings,
     InstrumentSettings,
     KiteSettings,
+    MetricsSettings,
     ServeSettings,
     SourceSettings,
     WorkerSettings,
@@ -65,7 +66,16 @@ def _point_at_simulator(address: str) -> None:
     default=None,
     help="Subscribe to the bundled market of the `tickpipe simulate` at HOST:PORT (with its dummy credentials).",
 )
-@reads(SourceSettings, DhanSettings, KiteSettings, AmqpSettings, IngestSettings, DatabaseSettings, InstrumentSettings)
+@reads(
+    SourceSettings,
+    DhanSettings,
+    KiteSettings,
+    AmqpSettings,
+    IngestSettings,
+    DatabaseSettings,
+    InstrumentSettings,
+    MetricsSettings,
+)
 def ingest(record: Path | None, watchlist: Path | None, simulator: str | None) -> None:
     """Connect to the broker feed named by DATA_SOURCE and publish every tick to RabbitMQ.
 
@@ -81,6 +91,7 @@ def ingest(record: Path | None, watchlist: Path | None, simulator: str | None) -
     amqp, settings = load(AmqpSettings), load(IngestSettings)
     db, instruments = load(DatabaseSettings), load(InstrumentSettings)
     subscribe = resolve(db.database_url, load_watchlist(watchlist)) if watchlist else None
+    metrics = load(MetricsSettings)
     run_async(
         lambda stop: run_ingest(
             brokers=chosen,
@@ -91,6 +102,7 @@ def ingest(record: Path | None, watchlist: Path | None, simulator: str | None) -
             db=db,
             instruments=instruments,
             subscribe=subscribe,
+            metrics=metrics,
         ),
         stop_within_s=INGEST_STOP_WITHIN_S,
     )
@@ -125,7 +137,7 @@ def record(path: Path, duration: float | None) -> None:
     default=None,
     help="Worker processes (default: WORKER_COUNT).",
 )
-@reads(DatabaseSettings, AmqpSettings, WorkerSettings)
+@reads(DatabaseSettings, AmqpSettings, WorkerSettings, MetricsSettings)
 def work(count: int | None) -> None:
     """Drain the ticks queue into the hypertable with batch-insert worker processes.
 
@@ -137,24 +149,50 @@ def work(count: int | None) -> None:
     db, amqp, settings = load(DatabaseSettings), load(AmqpSettings), load(WorkerSettings)
     count = count or settings.count
     if count > 1:
-        sys.exit(Supervisor([Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]).run())
+        children = [Child(f"worker-{i}", ["work", "--workers", "1"], _metrics_port(i)) for i in range(count)]
+        sys.exit(Supervisor(children).run())
+    metrics = load(MetricsSettings)
     run_async(
-        lambda stop: run_workers(1, db.database_url, amqp.amqp_url, Topology(amqp.amqp_prefix), settings, stop),
+        lambda stop: run_workers(
+            1, db.database_url, amqp.amqp_url, Topology(amqp.amqp_prefix), settings, stop, metrics
+        ),
         stop_within_s=WORKER_STOP_WITHIN_S,
     )
 
 
+def _metrics_port(offset: int) -> dict[str, str]:
+    """A child's METRICS_PORT: the parent's plus `offset` (each process serves its own; 0 stays off)."""
+    port = load(MetricsSettings).metrics_port
+    return {"METRICS_PORT": str(port + offset)} if port else {}
+
+
 @click.command()
 @click.option("--max-age", type=float, default=30.0, show_default=True, help="Seconds a heartbeat stays fresh.")
-def health(max_age: float) -> None:
-    """Exit 0 when this container's service is alive (its heartbeat file is fresh), else 1.
+@click.option("--ready", is_flag=True, help="With METRICS_PORT: ask /readyz (connected and flowing), not /healthz.")
+@reads(MetricsSettings)
+def health(max_age: float, ready: bool) -> None:
+    """Exit 0 when this container's service is alive (or, with --ready, ready), else 1 with the reason.
 
-    \b
-    Settings: TICKPIPE_HEALTH_FILE (the services touch it every few seconds).
+    With METRICS_PORT set it asks the service's /healthz (or /readyz); otherwise it checks the
+    heartbeat file TICKPIPE_HEALTH_FILE, which the services touch every few seconds.
     """
-    path = os.environ.get(HEALTH_FILE_ENV)
-    if not path or not is_fresh(path, max_age):
-        raise click.ClickException(f"unhealthy: {HEALTH_FILE_ENV}={path!r} is missing or stale")
+    import requests
+
+    port = load(MetricsSettings).metrics_port
+    if port:
+        path = "/readyz" if ready else "/healthz"
+        try:
+            response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+        except requests.RequestException as e:
+            raise click.ClickException(
+                f"unhealthy: nothing answers on METRICS_PORT {port} ({type(e).__name__})"
+            ) from None
+        if response.status_code != 200:
+            raise click.ClickException(f"not {path.strip('/z')}: {response.text.strip()}")
+        return
+    heartbeat = os.environ.get(HEALTH_FILE_ENV)
+    if not heartbeat or not is_fresh(heartbeat, max_age):
+        raise click.ClickException(f"unhealthy: {HEALTH_FILE_ENV}={heartbeat!r} is missing or stale")
 
 
 @click.command()
@@ -166,7 +204,16 @@ def health(max_age: float) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Simulator port.")
 @click.option("--no-simulator", is_flag=True, help="Use the real broker feed (DATA_SOURCE and its settings).")
 @click.option("--watchlist", type=WATCHLIST, default=None, help="With --no-simulator: subscribe to this watchlist.")
-@reads(DatabaseSettings, AmqpSettings, SourceSettings, DhanSettings, KiteSettings, IngestSettings, WorkerSettings)
+@reads(
+    DatabaseSettings,
+    AmqpSettings,
+    SourceSettings,
+    DhanSettings,
+    KiteSettings,
+    IngestSettings,
+    WorkerSettings,
+    MetricsSettings,
+)
 def run(
     count: int, instruments: int | None, rate: float, port: int, no_simulator: bool, watchlist: Path | None
 ) -> None:
@@ -197,10 +244,10 @@ def run(
         broker = chosen.kite or chosen.dhan
         assert broker is not None
         broker.credentials()  # fail now, not in a restarting child
-    children += [Child(f"worker-{i}", ["work", "--workers", "1"], {}) for i in range(count)]
+    children += [Child(f"worker-{i}", ["work", "--workers", "1"], _metrics_port(1 + i)) for i in range(count)]
     children.append(Child("maintain", ["maintain"], {}))
     ingest_args = ["ingest", "--watchlist", str(watchlist.resolve())] if watchlist and no_simulator else ["ingest"]
-    children.append(Child("ingest", ingest_args, ingest_env))
+    children.append(Child("ingest", ingest_args, ingest_env | _metrics_port(0)))
     click.echo(
         f"tickpipe: {source} -> RabbitMQ -> {redact_url(database_url)}; Ctrl-C stops. Look at the data:\n"
         f"  psql {redact_url(database_url)!r} -c 'select time, instrument_id, segment, security_id, ltp, volume,"

@@ -253,6 +253,15 @@ class ServeSettings(_Settings):
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
+class MetricsSettings(_Settings):
+    """Where a long-running process serves /metrics, /healthz and /readyz."""
+
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz (0: not served). Worker i: PORT+i."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address they listen on (loopback unless you mean otherwise).")
+
+
 class LogSettings(_Settings):
     """Logging."""
 

@@ -66,6 +66,13 @@ class FeedConnection:
         self._closing: asyncio.Future[None] | None = None
         self.connects = 0
         self.frames = 0
+        self.ticks = 0  # counted by the broker feed, which decodes
+        self.reconnects: Counter[str] = Counter()  # by reason
+        self.last_frame = 0.0  # time.monotonic() of the last frame
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
 
     def stop(self) -> None:
         """Close the connection; `run` handles the frames that arrive before the broker's close, then returns.
@@ -101,8 +108,10 @@ class FeedConnection:
                             if not self.watchdog.fires():
                                 continue  # quiet outside market hours is normal
                             self.log.warning("feed_silent", seconds=self.watchdog.silence_s)
+                            self.reconnects["silent"] += 1
                             break
                         self.frames += 1
+                        self.last_frame = time.monotonic()
                         await self.on_frame(frame)
                         if not got_data:
                             # Data flows again: reset the backoff (only once a frame was handled, so a
@@ -121,6 +130,7 @@ class FeedConnection:
                     raise error from None
                 if self._stopping.is_set():
                     break
+                self.reconnects["broker_disconnect" if isinstance(e, FeedError) else "connection_lost"] += 1
                 self.log.warning("feed_disconnected", error=redact(f"{type(e).__name__}: {e}"))
             finally:
                 self._ws = None

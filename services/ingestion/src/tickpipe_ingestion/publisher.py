@@ -20,6 +20,7 @@ from collections import Counter, deque
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from prometheus_client import Histogram
 
 from tickpipe_core import (
     CONTENT_TYPE,
@@ -73,6 +74,9 @@ class TickPublisher:
         self._tasks: list[asyncio.Task[None]] = []
         self.counters: Counter[str] = Counter()
         self.lost_by_instrument: Counter[str] = Counter()  # "SEGMENT:ID" -> ticks the spool could not keep
+        self.publish_seconds = Histogram(
+            "tickpipe_publish_seconds", "From publish to RabbitMQ's confirm, per message.", registry=None
+        )
         self._loss_logged = -_LOSS_LOG_INTERVAL_S
 
     async def start(self) -> None:
@@ -228,7 +232,8 @@ class TickPublisher:
             headers={SCHEMA_HEADER: SCHEMA_VERSION, "x-tick-count": count},
         )
         # With publisher confirms on, publish() returns once the broker has confirmed the message.
-        await self._exchange.publish(message, routing_key=TICKS_ROUTING_KEY, mandatory=True, timeout=30)
+        with self.publish_seconds.time():
+            await self._exchange.publish(message, routing_key=TICKS_ROUTING_KEY, mandatory=True, timeout=30)
         self.counters["published_ticks"] += count
         self.counters["published_messages"] += 1
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tickpipe_core import ConfigError, Tick, Topology, get_logger
+from tickpipe_core.metrics import MetricsServer, registry_of
 from tickpipe_core.settings import (
     AmqpSettings,
     DatabaseSettings,
@@ -29,6 +30,7 @@ from tickpipe_core.settings import (
     IngestSettings,
     InstrumentSettings,
     KiteSettings,
+    MetricsSettings,
 )
 from tickpipe_core.topology import ORDERS_ROUTING_KEY
 from tickpipe_ingestion.capture import CaptureWriter
@@ -37,6 +39,7 @@ from tickpipe_ingestion.feed import Recorder, Watchdog
 from tickpipe_ingestion.instrument_map import InstrumentMap
 from tickpipe_ingestion.kite.feed import KiteFeed, OrderSink
 from tickpipe_ingestion.market_hours import MarketHours, load_holidays
+from tickpipe_ingestion.metrics import ingest_metrics, ingest_readiness
 from tickpipe_ingestion.publisher import TickPublisher
 from tickpipe_ingestion.ticks import TickBuilder
 
@@ -147,20 +150,21 @@ async def run_ingest(
     db: DatabaseSettings | None = None,
     instruments: InstrumentSettings | None = None,
     subscribe: Sequence[Selected] | None = None,
+    metrics: MetricsSettings | None = None,
 ) -> None:
     """Run the feed named by DATA_SOURCE until `stop` is set or the feed fails terminally.
 
     With `record`, every raw frame is also written to that capture file. With `db`, ticks carry
     our instrument id from a map of that database's instruments, refreshed every
     INSTRUMENTS_REFRESH_S and on SIGHUP. `subscribe` (a resolved watchlist) replaces the broker's
-    *_INSTRUMENTS setting.
+    *_INSTRUMENTS setting. With `metrics` (a METRICS_PORT), it serves /metrics, /healthz and /readyz.
     """
     source = brokers.source
     settings = instruments or InstrumentSettings()
     imap = InstrumentMap(source) if db else None
     builder = TickBuilder(source, imap, settings.unknown)
     publisher = TickPublisher(amqp.amqp_url, Topology(amqp.amqp_prefix), ingest)
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         writer = stack.enter_context(CaptureWriter(record, source)) if record else None
         orders = functools.partial(publisher.submit_event, ORDERS_ROUTING_KEY)
         feed = _feed(brokers, ingest, publisher.submit, writer.write if writer else None, subscribe, builder, orders)
@@ -168,6 +172,15 @@ async def run_ingest(
         if imap is not None and db is not None:
             await imap.reload(db.database_url)  # before the first tick; market data flows even if this fails
         await publisher.start()
+        if metrics is not None and metrics.metrics_port:
+            server = MetricsServer(
+                registry_of(lambda: ingest_metrics(stats)),
+                lambda: ingest_readiness(stats),
+                metrics.metrics_host,
+                metrics.metrics_port,
+            )
+            await server.start()
+            stack.push_async_callback(server.stop)
         tasks = [asyncio.create_task(stats.report_every(STATS_INTERVAL_S), name="ingest-stats")]
         if imap is not None and db is not None:
             reload = asyncio.Event()

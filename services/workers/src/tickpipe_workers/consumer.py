@@ -24,6 +24,7 @@ from collections import Counter
 import aio_pika
 import psycopg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from prometheus_client import Histogram
 
 from tickpipe_core import (
     CONTENT_TYPE,
@@ -39,10 +40,12 @@ from tickpipe_core import (
     get_logger,
     is_retryable,
 )
-from tickpipe_core.settings import WorkerSettings, redact_url
+from tickpipe_core.metrics import MetricsServer, registry_of
+from tickpipe_core.settings import MetricsSettings, WorkerSettings, redact_url
 from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers.checks import unstorable
 from tickpipe_workers.latency import SAMPLE_EVERY, LatencyHistogram
+from tickpipe_workers.metrics import worker_metrics, worker_readiness
 from tickpipe_workers.writer import FIELDS, TYPES, TickWriter
 
 SUMMARY_INTERVAL_S = 10.0
@@ -57,7 +60,13 @@ class Worker:
     """One consumer with its own channel and database connection."""
 
     def __init__(
-        self, worker_id: int, db_url: str, amqp_url: str, topology: Topology, settings: WorkerSettings
+        self,
+        worker_id: int,
+        db_url: str,
+        amqp_url: str,
+        topology: Topology,
+        settings: WorkerSettings,
+        commit_seconds: Histogram | None = None,
     ) -> None:
         self.worker_id = worker_id
         self._amqp_url = amqp_url
@@ -72,6 +81,12 @@ class Worker:
         folded in at each summary and at the stop)."""
         self._latency_interval = LatencyHistogram()
         self._under_load = False
+        self.commit_seconds = commit_seconds or Histogram(
+            "tickpipe_commit_seconds", "Batch commit time.", registry=None
+        )
+        self.newest_exchange_ts = 0.0  # epoch seconds of the newest tick this worker stored: the lag's reference
+        self.amqp_connected = False
+        self.database_ok = True  # the last write reached the database
         self.log = get_logger("worker", worker=worker_id, pid=os.getpid())
 
     @property
@@ -82,6 +97,9 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then finish and ack the current batch and return."""
         connection, channel, queue, tag = await self._subscribe()
+        connection.close_callbacks.add(lambda *_: setattr(self, "amqp_connected", False))
+        connection.reconnect_callbacks.add(lambda *_: setattr(self, "amqp_connected", True))
+        self.amqp_connected = True
         try:
             self.log.info("worker_started", queue=queue.name, prefetch=self.prefetch, amqp=redact_url(self._amqp_url))
             summary = asyncio.create_task(self._summarize())
@@ -197,6 +215,7 @@ class Worker:
         while True:
             try:
                 inserted = await self._writer.write(ticks)
+                self.database_ok = True
                 break
             except _UNENCODABLE as e:
                 # A value the COPY encoder cannot write: isolate the ticks that hold one, keep the rest.
@@ -207,6 +226,7 @@ class Worker:
                     ticks = await self._isolate(ticks, batch[0], str(e))
                     continue
                 self.counters["write_failures"] += 1
+                self.database_ok = False
                 if stop.is_set():
                     # Shutting down during an outage: leave the batch unacked for redelivery.
                     self.log.warning("batch_left_for_redelivery", error=str(e), messages=len(batch))
@@ -220,7 +240,10 @@ class Worker:
                 with contextlib.suppress(TimeoutError):  # a SIGTERM ends the wait
                     await asyncio.wait_for(stop.wait(), delay)
         latency = time.perf_counter() - started
+        self.commit_seconds.observe(latency)
         self._latency_interval.record_batch(t.receive_ts for t in ticks[::SAMPLE_EVERY])
+        if ticks:
+            self.newest_exchange_ts = max(self.newest_exchange_ts, max(t.exchange_ts for t in ticks).timestamp())
         await self._ack(batch)
         self.counters["batches"] += 1
         self.counters["messages"] += len(batch)
@@ -350,10 +373,26 @@ def _tick_count(message: AbstractIncomingMessage) -> int:
 
 
 async def run_workers(
-    count: int, db_url: str, amqp_url: str, topology: Topology, settings: WorkerSettings, stop: asyncio.Event
+    count: int,
+    db_url: str,
+    amqp_url: str,
+    topology: Topology,
+    settings: WorkerSettings,
+    stop: asyncio.Event,
+    metrics: MetricsSettings | None = None,
 ) -> None:
-    """Run `count` workers as tasks of this process until `stop` is set."""
-    workers = [Worker(i, db_url, amqp_url, topology, settings) for i in range(count)]
-    async with asyncio.TaskGroup() as tg:
-        for w in workers:
-            tg.create_task(w.run(stop))
+    """Run `count` workers as tasks of this process until `stop` is set (serving METRICS_PORT if set)."""
+    commit_seconds = Histogram("tickpipe_commit_seconds", "Batch commit time.", registry=None)
+    workers = [Worker(i, db_url, amqp_url, topology, settings, commit_seconds) for i in range(count)]
+    server = None
+    if metrics is not None and metrics.metrics_port:
+        registry = registry_of(lambda: worker_metrics(workers, commit_seconds))
+        server = MetricsServer(registry, lambda: worker_readiness(workers), metrics.metrics_host, metrics.metrics_port)
+        await server.start()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for w in workers:
+                tg.create_task(w.run(stop))
+    finally:
+        if server is not None:
+            await server.stop()

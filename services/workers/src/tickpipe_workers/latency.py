@@ -22,6 +22,7 @@ class LatencyHistogram:
     def __init__(self) -> None:
         self.counts = [0] * (len(BOUNDS_MS) + 1)
         self.max_ms = 0.0
+        self.sum_ms = 0.0
 
     def record_batch(self, receive_times: Iterable[datetime], committed: float | None = None) -> None:
         now = time.time() if committed is None else committed
@@ -29,11 +30,13 @@ class LatencyHistogram:
             ms = (now - ts.timestamp()) * 1000
             self.counts[bisect.bisect_left(BOUNDS_MS, ms)] += 1
             self.max_ms = max(self.max_ms, ms)
+            self.sum_ms += ms
 
     def add(self, other: LatencyHistogram) -> None:
         """Fold another histogram (a finished interval) into this one."""
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
         self.max_ms = max(self.max_ms, other.max_ms)
+        self.sum_ms += other.sum_ms
 
     @property
     def total(self) -> int:

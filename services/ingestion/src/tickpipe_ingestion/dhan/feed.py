@@ -119,6 +119,7 @@ class DhanFeed(Feed):
                 return
             decoded = self.decoder.decode(frame, datetime.fromtimestamp(now, UTC))
             if decoded.ticks:
+                self.connections[index].ticks += len(decoded.ticks)
                 self._sink(decoded.ticks)
             if decoded.market_status:
                 log.info("dhan_market_status", connection=index, status=decoded.market_status)

@@ -101,6 +101,7 @@ class KiteFeed(Feed):
                 return
             ticks = self.decoder.decode(frame, datetime.fromtimestamp(now, UTC))
             if ticks:
+                self.connections[index].ticks += len(ticks)
                 self._sink(ticks)
 
         return on_frame
