@@ -15,6 +15,7 @@ import sys
 import click
 
 from tickpipe.cli.analytics import maintain, query
+from tickpipe.cli.dead_letters import dead_letters
 from tickpipe.cli.instruments import instruments
 from tickpipe.cli.pipeline import health, ingest, migrate, record, run, serve, work
 from tickpipe.cli.simulate import simulate
@@ -33,7 +34,21 @@ def cli() -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
-for command in (migrate, ingest, record, work, serve, simulate, instruments, maintain, query, health, run, spool):
+for command in (
+    migrate,
+    ingest,
+    record,
+    work,
+    serve,
+    simulate,
+    instruments,
+    maintain,
+    query,
+    health,
+    run,
+    spool,
+    dead_letters,
+):
     cli.add_command(command)
 
 
