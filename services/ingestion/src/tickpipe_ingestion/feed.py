@@ -35,6 +35,11 @@ class Watchdog:
         return self.silence_s is not None and self.hours.is_open()
 
 
+class SessionObserver(Protocol):
+    def started(self, connection: str) -> None: ...
+    def ended(self, connection: str, reason: str, frames: int, ticks: int) -> None: ...
+
+
 class HasCounters(Protocol):
     counters: Counter[str]
 
@@ -58,6 +63,8 @@ class FeedConnection:
     watchdog: Watchdog = field(default_factory=Watchdog)
     min_backoff_after: Callable[[], float] = lambda: 0.0
     """A floor for the next backoff the handler may raise (e.g. after a rate-limit disconnect)."""
+    sessions: SessionObserver | None = None
+    """Told when a session starts and ends (feed_sessions in the database)."""
 
     def __post_init__(self) -> None:
         self.log = get_logger("feed", connection=self.name, url=redact_url(self.url))
@@ -89,10 +96,14 @@ class FeedConnection:
         attempt = 0
         while not self._stopping.is_set():
             got_data = False
+            reason = "stopped"
+            frames, ticks = self.frames, self.ticks
             try:
                 async with connect(self.url, max_size=2**22, open_timeout=10, close_timeout=2) as ws:
                     self._ws = ws
                     self.connects += 1
+                    if self.sessions is not None:
+                        self.sessions.started(self.name)
                     for message in self.subscribe_messages():
                         await ws.send(message)
                     self.log.info("feed_connected", connects=self.connects)
@@ -109,6 +120,7 @@ class FeedConnection:
                                 continue  # quiet outside market hours is normal
                             self.log.warning("feed_silent", seconds=self.watchdog.silence_s)
                             self.reconnects["silent"] += 1
+                            reason = f"silent for {self.watchdog.silence_s:g} s while the market was open"
                             break
                         self.frames += 1
                         self.last_frame = time.monotonic()
@@ -118,7 +130,8 @@ class FeedConnection:
                             # connection whose one frame is a disconnect packet keeps backing off).
                             got_data, attempt = True, 0
             except FeedAuthError as e:
-                self.log.error("feed_stopped", reason=str(e))
+                reason = str(e)
+                self.log.error("feed_stopped", reason=reason)
                 raise
             except (OSError, websockets.exceptions.WebSocketException, FeedError) as e:
                 if isinstance(e, websockets.exceptions.InvalidStatus) and e.response.status_code in (401, 403):
@@ -131,8 +144,11 @@ class FeedConnection:
                 if self._stopping.is_set():
                     break
                 self.reconnects["broker_disconnect" if isinstance(e, FeedError) else "connection_lost"] += 1
-                self.log.warning("feed_disconnected", error=redact(f"{type(e).__name__}: {e}"))
+                reason = redact(f"{type(e).__name__}: {e}")
+                self.log.warning("feed_disconnected", error=reason)
             finally:
+                if self._ws is not None and self.sessions is not None:
+                    self.sessions.ended(self.name, reason, self.frames - frames, self.ticks - ticks)
                 self._ws = None
             if self._stopping.is_set():
                 break
@@ -194,3 +210,7 @@ class Feed:
     def stop(self) -> None:
         for conn in self.connections:
             conn.stop()
+
+    def observe_sessions(self, sessions: SessionObserver) -> None:
+        for conn in self.connections:
+            conn.sessions = sessions

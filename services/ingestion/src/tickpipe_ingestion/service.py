@@ -41,6 +41,7 @@ from tickpipe_ingestion.kite.feed import KiteFeed, OrderSink
 from tickpipe_ingestion.market_hours import MarketHours, load_holidays
 from tickpipe_ingestion.metrics import ingest_metrics, ingest_readiness
 from tickpipe_ingestion.publisher import TickPublisher
+from tickpipe_ingestion.sessions import SessionLog
 from tickpipe_ingestion.ticks import TickBuilder
 
 log = get_logger("ingest")
@@ -169,6 +170,9 @@ async def run_ingest(
         orders = functools.partial(publisher.submit_event, ORDERS_ROUTING_KEY)
         feed = _feed(brokers, ingest, publisher.submit, writer.write if writer else None, subscribe, builder, orders)
         stats = IngestStats(feed, builder, publisher, imap)
+        if db is not None:
+            sessions = SessionLog(db.database_url, source)
+            feed.observe_sessions(sessions)
         if imap is not None and db is not None:
             await imap.reload(db.database_url)  # before the first tick; market data flows even if this fails
         await publisher.start()
@@ -182,6 +186,8 @@ async def run_ingest(
             await server.start()
             stack.push_async_callback(server.stop)
         tasks = [asyncio.create_task(stats.report_every(STATS_INTERVAL_S), name="ingest-stats")]
+        if db is not None:
+            tasks.append(asyncio.create_task(sessions.run(), name="feed-sessions"))
         if imap is not None and db is not None:
             reload = asyncio.Event()
             tasks.append(asyncio.create_task(imap.keep_fresh(db.database_url, settings.refresh_s, reload)))
@@ -194,6 +200,7 @@ async def run_ingest(
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # the session log writes its last rows
             await publisher.close()
             lost = dict(publisher.lost_by_instrument)  # what a full spool could not keep: the gaps to repair
             log.info("ingest_stopped", **stats.snapshot(), **({"lost_by_instrument": lost} if lost else {}))
@@ -223,7 +230,7 @@ async def _until_stopped(feed: DhanFeed | KiteFeed, stop: asyncio.Event) -> None
 
 
 class IngestStats:
-    """Every stage's counters, read in one place: the `ingest_stats` log event (and, later, metrics)."""
+    """Every stage's counters, read in one place: the `ingest_stats` log event and the metrics."""
 
     def __init__(
         self, feed: DhanFeed | KiteFeed, builder: TickBuilder, publisher: TickPublisher, imap: InstrumentMap | None

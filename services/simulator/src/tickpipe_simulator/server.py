@@ -73,6 +73,7 @@ class SimulatorServer:
         self.requests: list[dict[str, Any]] = []
         self._sessions: set[Session] = set()
         self._silent_until = 0.0
+        self._muted: dict[int, float] = {}
 
     @contextlib.asynccontextmanager
     async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Server]:
@@ -101,6 +102,10 @@ class SimulatorServer:
     def silence(self, seconds: float) -> None:
         """Stop sending anything for `seconds`, keeping the connections open."""
         self._silent_until = time.monotonic() + seconds
+
+    def mute(self, security_id: int, seconds: float) -> None:
+        """Stop sending one instrument's trades for `seconds` while the others go on."""
+        self._muted[security_id] = time.monotonic() + seconds
 
     async def drop(self) -> None:
         """Close every connection abruptly: TCP closes with no WebSocket close frame (code 1006).
@@ -163,6 +168,9 @@ class SimulatorServer:
                 for _ in range(n):
                     inst, mode = subscribed[pick % len(subscribed)]
                     pick += 1
+                    if self._muted and self._muted.get(inst.security_id, 0.0) > time.monotonic():
+                        inst, mode = subscribed[pick % len(subscribed)]  # its turn goes to the next one
+                        pick += 1
                     session.trades += 1
                     self._trade(session, inst, mode, packets, ticks)
                 if session.ws.transport.is_closing():
