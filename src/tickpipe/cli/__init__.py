@@ -20,6 +20,7 @@ from tickpipe.cli.instruments import instruments
 from tickpipe.cli.pipeline import health, ingest, migrate, record, run, serve, work
 from tickpipe.cli.simulate import simulate
 from tickpipe.cli.spool import spool
+from tickpipe.cli.status import status
 from tickpipe_core import EXIT_FAILURE, EXIT_TERMINAL, ConfigError, TerminalError, TickpipeError, configure_logging
 from tickpipe_core.logging import redact
 from tickpipe_core.settings import LogSettings, load
@@ -48,6 +49,7 @@ for command in (
     run,
     spool,
     dead_letters,
+    status,
 ):
     cli.add_command(command)
 
