@@ -76,13 +76,21 @@ def _point_at_simulator(address: str) -> None:
     InstrumentSettings,
     MetricsSettings,
 )
-def ingest(record: Path | None, watchlist: Path | None, simulator: str | None) -> None:
+@click.option(
+    "--schedule",
+    type=click.Choice(["nse", "mcx", "always"]),
+    default=None,
+    help="Connect only for this market's sessions (08:55 IST to 5 min after the close, trading days); "
+    "default INGEST_SCHEDULE (always).",
+)
+def ingest(record: Path | None, watchlist: Path | None, simulator: str | None, schedule: str | None) -> None:
     """Connect to the broker feed named by DATA_SOURCE and publish every tick to RabbitMQ.
 
     Each tick carries our instrument id, from a map of the database's instruments that is reloaded
     every INSTRUMENTS_REFRESH_S seconds and on SIGHUP.
     """
     from tickpipe_ingestion import run_ingest
+    from tickpipe_ingestion.market_hours import MarketHours, Schedule, load_holidays, run_on_schedule
     from tickpipe_instruments.watchlist import load_watchlist, resolve
 
     if simulator is not None:
@@ -92,17 +100,22 @@ def ingest(record: Path | None, watchlist: Path | None, simulator: str | None) -
     db, instruments = load(DatabaseSettings), load(InstrumentSettings)
     subscribe = resolve(db.database_url, load_watchlist(watchlist)) if watchlist else None
     metrics = load(MetricsSettings)
+    hours = MarketHours(schedule or settings.schedule, load_holidays(settings.holidays_file))  # type: ignore[arg-type]
     run_async(
-        lambda stop: run_ingest(
-            brokers=chosen,
-            amqp=amqp,
-            ingest=settings,
-            stop=stop,
-            record=record,
-            db=db,
-            instruments=instruments,
-            subscribe=subscribe,
-            metrics=metrics,
+        lambda stop: run_on_schedule(
+            lambda session_stop: run_ingest(
+                brokers=chosen,
+                amqp=amqp,
+                ingest=settings,
+                stop=session_stop,
+                record=record,
+                db=db,
+                instruments=instruments,
+                subscribe=subscribe,
+                metrics=metrics,
+            ),
+            Schedule(hours),
+            stop,
         ),
         stop_within_s=INGEST_STOP_WITHIN_S,
     )
@@ -204,6 +217,12 @@ def health(max_age: float, ready: bool) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Simulator port.")
 @click.option("--no-simulator", is_flag=True, help="Use the real broker feed (DATA_SOURCE and its settings).")
 @click.option("--watchlist", type=WATCHLIST, default=None, help="With --no-simulator: subscribe to this watchlist.")
+@click.option(
+    "--schedule",
+    type=click.Choice(["nse", "mcx", "always"]),
+    default=None,
+    help="Ingestion connects only for this market's sessions (see `ingest --schedule`).",
+)
 @reads(
     DatabaseSettings,
     AmqpSettings,
@@ -215,7 +234,13 @@ def health(max_age: float, ready: bool) -> None:
     MetricsSettings,
 )
 def run(
-    count: int, instruments: int | None, rate: float, port: int, no_simulator: bool, watchlist: Path | None
+    count: int,
+    instruments: int | None,
+    rate: float,
+    port: int,
+    no_simulator: bool,
+    watchlist: Path | None,
+    schedule: str | None,
 ) -> None:
     """All in one on this machine: migrate, then supervise simulator, ingestion, workers and maintain.
 
@@ -247,6 +272,7 @@ def run(
     children += [Child(f"worker-{i}", ["work", "--workers", "1"], _metrics_port(1 + i)) for i in range(count)]
     children.append(Child("maintain", ["maintain"], {}))
     ingest_args = ["ingest", "--watchlist", str(watchlist.resolve())] if watchlist and no_simulator else ["ingest"]
+    ingest_args += ["--schedule", schedule] if schedule else []
     children.append(Child("ingest", ingest_args, ingest_env | _metrics_port(0)))
     click.echo(
         f"tickpipe: {source} -> RabbitMQ -> {redact_url(database_url)}; Ctrl-C stops. Look at the data:\n"

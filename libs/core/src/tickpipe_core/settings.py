@@ -200,7 +200,14 @@ class IngestSettings(_Settings):
         "nse", description="Whose trading hours (IST, weekdays) arm the silence watchdog; always: any time."
     )
     holidays_file: Path | None = Field(
-        None, description="Exchange holidays, one YYYY-MM-DD per line: the watchdog rests on them."
+        None,
+        description="Exchange holidays, one YYYY-MM-DD per line (default: the bundled NSE calendar); "
+        "the watchdog and the schedule rest on them.",
+    )
+    schedule: Literal["nse", "mcx", "always"] = Field(
+        "always",
+        description="Run only in this market's sessions (from 08:55 IST to 5 minutes after the close, "
+        "trading days only); always: at all times.",
     )
 
 

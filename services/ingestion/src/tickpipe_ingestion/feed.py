@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,9 +31,14 @@ class Watchdog:
 
     silence_s: float | None = 30.0
     hours: MarketHours = field(default_factory=lambda: MarketHours("always"))
+    segments: frozenset[str] = frozenset()
+    """The connection's segments: it arms while any of them is open (empty: the market's hours)."""
 
     def fires(self) -> bool:
-        return self.silence_s is not None and self.hours.is_open()
+        return self.silence_s is not None and self.hours.is_open(segments=self.segments)
+
+    def over(self, segments: Iterable[str]) -> Watchdog:
+        return dataclasses.replace(self, segments=frozenset(segments))
 
 
 class SessionObserver(Protocol):

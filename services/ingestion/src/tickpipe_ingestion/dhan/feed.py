@@ -102,7 +102,7 @@ class DhanFeed(Feed):
                 url=url,
                 subscribe_messages=lambda part=part: subscribe_messages(mode, part),  # type: ignore[misc]
                 on_frame=self._make_handler(i, len(part)),
-                watchdog=watchdog or Watchdog(),
+                watchdog=(watchdog or Watchdog()).over(segment for segment, _ in part),
                 min_backoff_after=self._min_backoff,
             )
             for i, part in enumerate(shard(instruments))

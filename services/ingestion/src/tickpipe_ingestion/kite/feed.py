@@ -88,7 +88,7 @@ class KiteFeed(Feed):
                 url=url,
                 subscribe_messages=lambda part=part: subscribe_messages(part),  # type: ignore[misc]
                 on_frame=self._make_handler(i),
-                watchdog=watchdog or Watchdog(),
+                watchdog=(watchdog or Watchdog()).over(wire.segment_name(token) for token, _ in part),
             )
             for i, part in enumerate(shard(subscriptions))
         ]
