@@ -14,7 +14,9 @@ from structlog.testing import capture_logs
 
 from tests.helpers import until
 from tickpipe_core import Backoff, ConfigError, FeedAuthError, Tick
+from tickpipe_ingestion.feed import Watchdog
 from tickpipe_ingestion.kite.feed import KiteFeed, shard, subscribe_messages
+from tickpipe_ingestion.market_hours import MarketHours
 from tickpipe_simulator.kite import KiteSimulator, kite_token
 from tickpipe_simulator.market import make_instruments
 
@@ -29,6 +31,7 @@ def _run(
     *,
     total: int = 400,
     api_key: str = "key",
+    watchdog: Watchdog | None = None,
 ) -> tuple[KiteSimulator, KiteFeed, list[Tick], list[bytes], list[MutableMapping[str, Any]]]:
     sim = KiteSimulator(INSTRUMENTS, rate=500, max_ticks=total, record=True, packets_per_frame=4)
     ticks: list[Tick] = []
@@ -44,6 +47,7 @@ def _run(
                 subscriptions=subscriptions,  # type: ignore[arg-type]
                 sink=ticks.extend,
                 orders=orders.append,
+                watchdog=watchdog,
             )
             for conn in feed.connections:
                 conn.backoff = Backoff(base=0.01, cap=0.05)
@@ -165,3 +169,28 @@ def test_at_most_3000_per_connection_and_3_connections() -> None:
     assert [len(p) for p in parts] == [3000, 3000, 1000]
     with pytest.raises(ConfigError, match="9001 instruments requested; Kite allows at most 9000"):
         shard([(t, "ltp") for t in range(1, 9002)])
+
+
+def test_a_connection_that_only_sends_heartbeats_is_recycled() -> None:
+    """A subscription the broker ignored (a token it does not know): heartbeats flow, data never does."""
+    unknown = [(TOKENS[0] + 7 * 256, "full")]  # not in the simulator's market: nothing but heartbeats
+
+    async def scenario(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
+        conn = feed.connections[0]
+        await until(lambda: sim.heartbeats >= 2 and conn.reconnects["no_data"] >= 1, "a recycle", timeout=20)
+        assert conn.connects >= 2 and not ticks
+
+    _, _, _, _, logs = _run(scenario, unknown, watchdog=Watchdog(1.5, MarketHours("always")))
+    silent = [e for e in logs if e["event"] == "feed_silent"]
+    assert silent and silent[0]["frames_without_data"] is True
+
+
+def test_no_feed_object_shows_the_token_in_its_repr() -> None:
+    feed = KiteFeed(
+        base_url="ws://127.0.0.1:1",
+        api_key="key",
+        token=SecretStr(TOKEN),
+        subscriptions=[(TOKENS[0], "full")],
+        sink=print,
+    )
+    assert TOKEN not in repr(feed.connections) and TOKEN not in repr(vars(feed))

@@ -27,7 +27,8 @@ from tickpipe_ingestion.market_hours import MarketHours
 
 @dataclass(frozen=True)
 class Watchdog:
-    """Reconnect a connection silent for `silence_s` seconds, but only while the market is open."""
+    """Reconnect a connection that brought no data (no tick: silence, or only heartbeats) for `silence_s`
+    seconds, but only while the market is open."""
 
     silence_s: float | None = 30.0
     hours: MarketHours = field(default_factory=lambda: MarketHours("always"))
@@ -62,7 +63,7 @@ class FeedConnection:
     """One WebSocket connection to a broker, kept alive until `stop()` or a terminal error."""
 
     name: str
-    url: str
+    url: str = field(repr=False)  # it holds the token
     subscribe_messages: Callable[[], Sequence[str]]
     on_frame: FrameHandler
     backoff: Backoff = field(default_factory=Backoff)
@@ -113,9 +114,14 @@ class FeedConnection:
                     for message in self.subscribe_messages():
                         await ws.send(message)
                     self.log.info("feed_connected", connects=self.connects)
+                    # The watchdog wants data, not just frames: a connection whose subscription failed
+                    # and that only sends heartbeats is as dead as a silent one.
+                    silence = self.watchdog.silence_s
+                    data_at, ticks_then = time.monotonic(), self.ticks
                     while True:
+                        timeout = None if silence is None else max(0.0, data_at + silence - time.monotonic())
                         try:
-                            async with asyncio.timeout(self.watchdog.silence_s):
+                            async with asyncio.timeout(timeout):
                                 frame = await ws.recv()
                         except websockets.exceptions.ConnectionClosed:
                             if self._stopping.is_set():
@@ -123,14 +129,22 @@ class FeedConnection:
                             raise
                         except TimeoutError:
                             if not self.watchdog.fires():
-                                continue  # quiet outside market hours is normal
-                            self.log.warning("feed_silent", seconds=self.watchdog.silence_s)
-                            self.reconnects["silent"] += 1
-                            reason = f"silent for {self.watchdog.silence_s:g} s while the market was open"
+                                data_at = time.monotonic()  # quiet outside market hours is normal
+                                continue
+                            kind = "no_data" if self.last_frame > data_at else "silent"
+                            self.log.warning("feed_silent", seconds=silence, frames_without_data=kind == "no_data")
+                            self.reconnects[kind] += 1
+                            reason = (
+                                f"only heartbeats (no data) for {silence:g} s while the market was open"
+                                if kind == "no_data"
+                                else f"silent for {silence:g} s while the market was open"
+                            )
                             break
                         self.frames += 1
                         self.last_frame = time.monotonic()
                         await self.on_frame(frame)
+                        if self.ticks != ticks_then:
+                            data_at, ticks_then = self.last_frame, self.ticks
                         if not got_data:
                             # Data flows again: reset the backoff (only once a frame was handled, so a
                             # connection whose one frame is a disconnect packet keeps backing off).
