@@ -46,4 +46,13 @@ if [ "${TICKPIPE_BROWSER_TESTS:-1}" = 1 ] && ! command -v chromium >/dev/null &&
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
+# promtool (Debian's prometheus package), to validate deploy/prometheus in the tests. Only the binary
+# is needed: the package's own service is not started here.
+if ! command -v promtool >/dev/null && command -v apt-get >/dev/null; then
+  log "installing Debian's prometheus package for promtool"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  [ -n "$(find /var/lib/apt/lists -name '*Packages*' -newer /etc/apt/sources.list -print -quit 2>/dev/null)" ] || $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  $SUDO service prometheus stop >/dev/null 2>&1 || true
+fi
 log "ready: $(uv run --frozen python --version), TimescaleDB $(psql -U postgres -h 127.0.0.1 -tAc "select default_version from pg_available_extensions where name='timescaledb'" 2>/dev/null || echo '?')"

@@ -80,3 +80,41 @@ def make_tick(**overrides: object) -> Tick:
     )
     fields.update(overrides)
     return Tick(**fields)  # type: ignore[arg-type]
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name ingestion and workers export (with _total, _bucket, ... as scraped)."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    from pydantic import SecretStr
+
+    from tickpipe_core import Topology
+    from tickpipe_core.metrics import registry_of
+    from tickpipe_core.settings import IngestSettings, WorkerSettings
+    from tickpipe_ingestion.dhan.feed import DhanFeed
+    from tickpipe_ingestion.metrics import ingest_metrics
+    from tickpipe_ingestion.publisher import TickPublisher
+    from tickpipe_ingestion.service import IngestStats
+    from tickpipe_ingestion.ticks import TickBuilder
+    from tickpipe_workers import Worker
+    from tickpipe_workers.metrics import worker_metrics
+
+    feed = DhanFeed(
+        base_url="ws://127.0.0.1:1", client_id="1", token=SecretStr("unused-token"), mode="full",
+        instruments=[("NSE_FNO", 1)], sink=lambda ticks: None,
+    )  # fmt: skip
+    feed.decoder.counters["bad_packets.truncated"] += 1
+    feed.connections[0].reconnects["silent"] += 1
+    stats = IngestStats(
+        feed, TickBuilder("dhan"), TickPublisher("amqp://unused/", Topology("x"), IngestSettings()), None
+    )
+    worker = Worker(0, "postgresql://unused/x", "amqp://unused/", Topology("x"), WorkerSettings())
+    worker.newest_exchange_ts = 1.0
+    names: set[str] = set()
+    for registry in (
+        registry_of(lambda: ingest_metrics(stats)),
+        registry_of(lambda: worker_metrics([worker], worker.commit_seconds)),
+    ):
+        for family in text_string_to_metric_families(generate_latest(registry).decode()):
+            names |= {sample.name for sample in family.samples}
+    return names

@@ -277,6 +277,14 @@ class ScratchRabbit:
 
         asyncio.run(until(up, f"RabbitMQ node {self.node}", timeout=timeout, interval=0.5))
 
+    def readable_copy(self, path: Path) -> Path:
+        """A copy of `path` in the node's directory, which the broker's user can read (rabbitmqctl runs as it)."""
+        copy = self.base / path.name
+        shutil.copyfile(path, copy)
+        if os.geteuid() == 0:
+            shutil.chown(copy, "rabbitmq")
+        return copy
+
     def ctl(self, *args: str, timeout: float = 120) -> str:
         result = subprocess.run(
             [_tool("rabbitmqctl"), "-n", self.node, *args],

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from tickpipe_core import ConfigError
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from tickpipe_core import ConfigError, redact
 from tickpipe_core.settings import AmqpSettings, DatabaseSettings, DhanSettings, load, redact_url
 
 
@@ -57,3 +61,22 @@ def test_instrument_list_is_parsed_and_checked() -> None:
 def test_redact_url_hides_password_and_query() -> None:
     assert redact_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact_url("wss://feed?token=abc&clientId=1") == "wss://feed?***"
+
+
+def test_passwords_come_from_files_into_the_urls_and_are_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("p@ss/w:rd-1234\n")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://tickpipe_writer@db:5432/tickpipe")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("AMQP_URL", "amqp://tickpipe-worker@rabbitmq:5672/")
+    monkeypatch.setenv("AMQP_PASSWORD_FILE", str(secret))
+    database, amqp = load(DatabaseSettings).database_url, load(AmqpSettings).amqp_url
+    assert conninfo_to_dict(database)["password"] == "p@ss/w:rd-1234"
+    assert urlsplit(amqp).password is not None and unquote(urlsplit(amqp).password or "") == "p@ss/w:rd-1234"
+    for url in (database, amqp):
+        assert "p%40ss" not in redact(f"connecting to {url}") and "p@ss" not in redact(f"error: {url}")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="DATABASE_PASSWORD_FILE: cannot read"):
+        load(DatabaseSettings)

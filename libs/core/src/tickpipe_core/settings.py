@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe_core.errors import ConfigError
+from tickpipe_core.logging import register_secret
 
 DataSource = Literal["dhan", "kite"]
 DhanFeedMode = Literal["ticker", "quote", "full"]
@@ -33,12 +34,21 @@ class DatabaseSettings(_Settings):
         "`tickpipe migrate` when missing.",
     )
 
+    database_password_file: Path | None = Field(
+        None, description="File holding the password for DATABASE_URL's user (a secret kept out of the URL)."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, v: str) -> str:
         if urlsplit(v).scheme not in ("postgresql", "postgres"):
             raise ValueError("must be a postgresql:// URL")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: Any) -> Any:
+        return _splice_password(cls, data, "database_url", "database_password_file", "DATABASE_PASSWORD")
 
 
 class AmqpSettings(_Settings):
@@ -50,6 +60,15 @@ class AmqpSettings(_Settings):
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
         description="Prefix of every exchange and queue name, so several pipelines can share a broker.",
     )
+
+    amqp_password_file: Path | None = Field(
+        None, description="File holding the password for AMQP_URL's user (a secret kept out of the URL)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: Any) -> Any:
+        return _splice_password(cls, data, "amqp_url", "amqp_password_file", "AMQP_PASSWORD")
 
     @field_validator("amqp_url")
     @classmethod
@@ -163,6 +182,26 @@ def _secret(name: str, value: SecretStr | None, path: Path | None) -> SecretStr:
             return SecretStr(text)
         raise ConfigError(f"{name}_FILE: the file is empty")
     raise ConfigError(f"{name}: required (or {name}_FILE)")
+
+
+def _splice_password(cls: type[BaseSettings], data: Any, url_key: str, file_key: str, name: str) -> Any:
+    if not isinstance(data, dict) or not data.get(file_key):
+        return data
+    url = data.get(url_key) or cls.model_fields[url_key].default
+    return {**data, url_key: with_password(str(url), name, Path(data[file_key]))}
+
+
+def with_password(url: str, name: str, path: Path | None) -> str:
+    """`url` with the password read from `path` set in its user-info (and registered for redaction)."""
+    if path is None:
+        return url
+    password = _secret(name, None, path).get_secret_value()
+    register_secret(password)
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _state_home() -> Path:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from tickpipe_core.logging import get_logger
@@ -56,7 +57,20 @@ class Topology:
         return f"{self.prefix}.ticks.dead"
 
     async def declare(self, channel: AbstractChannel) -> tuple[AbstractExchange, AbstractQueue]:
-        """Declare everything (idempotent) and return the market exchange and the ticks queue."""
+        """Declare everything (idempotent) and return the market exchange and the ticks queue.
+
+        A least-privilege user may not declare it (declaring a queue with a dead-letter exchange needs
+        the right to read the queue, which only the workers have): then the broker's definitions made
+        it (deploy/rabbitmq/definitions.json), and it is used as it is.
+        """
+        try:
+            return await self._declare(channel)
+        except aiormq.exceptions.ChannelAccessRefused as e:
+            await channel.reopen()
+            log.info("topology_declared_by_the_broker", user_may_not_declare=str(e))
+            return await channel.get_exchange(self.exchange), await channel.get_queue(self.ticks_queue)
+
+    async def _declare(self, channel: AbstractChannel) -> tuple[AbstractExchange, AbstractQueue]:
         exchange = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
         dead = await channel.declare_exchange(self.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
         dead_limit = {"x-max-length": self.dead_max_length, "x-overflow": "drop-head"}
