@@ -12,6 +12,7 @@ from tests.faults.conftest import Pipeline
 from tests.faults.harness import (
     NumberedFeed,
     ScratchRabbit,
+    Service,
     assert_exactly_once,
     last_event,
     log_events,
@@ -25,23 +26,32 @@ from tickpipe_core.migrate import migrate
 TOTAL, RATE = 15_000, 2_000
 
 
+def _start(pipeline: Pipeline, feed: NumberedFeed, amqp_url: str | None = None, **env: str) -> tuple[Service, Service]:
+    """Ingestion on `feed` and one worker, both on `amqp_url` (default: the shared RabbitMQ)."""
+    ingest = pipeline.ingest(feed, "ingest", amqp_url, None, **env)
+    return ingest.start(), pipeline.worker(amqp_url=amqp_url).start()
+
+
+def _read_on(feed: NumberedFeed, ticks: int, what: str) -> None:
+    """Wait until the feed has sent `ticks` more (to an ingestion that reads on through a fault)."""
+    sent = len(feed.sent())
+    wait_until(lambda: len(feed.sent()) > sent + ticks, what, timeout=30)
+
+
 def test_rabbitmq_down_across_an_ingestion_restart_loses_nothing(
     pipeline: Pipeline, rabbit: ScratchRabbit, numbered_feed: Callable[..., NumberedFeed]
 ) -> None:
     """The row that lost 45,500 of 60,000: RabbitMQ stops, ingestion is restarted during the outage."""
     feed = numbered_feed(TOTAL, RATE)
-    ingest = pipeline.ingest(feed, amqp_url=rabbit.url).start()
-    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    ingest, worker = _start(pipeline, feed, rabbit.url)
     wait_stored(pipeline.database_url, 2000)
     rabbit.stop_app()
-    spooled_before = len(feed.sent())
-    wait_until(lambda: len(feed.sent()) > spooled_before + 2000, "ticks read during the outage", timeout=30)
+    _read_on(feed, 2000, "ticks read during the outage")
     code, took = ingest.stop()
     assert code == 0 and took < 5, (code, took, pipeline.logs())  # SIGTERM in an outage: spooled, out in 5 s
     ingest.start()  # while RabbitMQ is still down: it starts, reads the feed and spools
     wait_until(lambda: '"amqp_unreachable"' in ingest.last_run(), "the second start to meet the outage", timeout=30)
-    read = len(feed.sent())
-    wait_until(lambda: len(feed.sent()) > read + 1000, "the second start to read the feed", timeout=30)
+    _read_on(feed, 1000, "the second start to read the feed")
     assert ingest.running, pipeline.logs()
     rabbit.start_app()
     pipeline.settle(feed, [ingest], worker)
@@ -53,12 +63,10 @@ def test_rabbitmq_stop_and_start_mid_stream_loses_and_duplicates_nothing(
     pipeline: Pipeline, rabbit: ScratchRabbit, numbered_feed: Callable[..., NumberedFeed]
 ) -> None:
     feed = numbered_feed(TOTAL, RATE)
-    ingest = pipeline.ingest(feed, amqp_url=rabbit.url).start()
-    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    ingest, worker = _start(pipeline, feed, rabbit.url)
     wait_stored(pipeline.database_url, 2000)
     rabbit.stop_app()
-    read = len(feed.sent())
-    wait_until(lambda: len(feed.sent()) > read + 2000, "ticks read during the outage", timeout=30)
+    _read_on(feed, 2000, "ticks read during the outage")
     rabbit.start_app()
     pipeline.settle(feed, [ingest], worker)
     assert_exactly_once(pipeline.database_url, feed.sent())
@@ -69,8 +77,7 @@ def test_a_full_spool_loses_only_what_it_counts_per_instrument(
 ) -> None:
     """The spool's disk is capped at 1 MiB and RabbitMQ stays down past it: the loss is counted, to the tick."""
     feed = numbered_feed(TOTAL, RATE)
-    ingest = pipeline.ingest(feed, amqp_url=rabbit.url, INGEST_SPOOL_MAX_BYTES=str(1 << 20)).start()
-    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    ingest, worker = _start(pipeline, feed, rabbit.url, INGEST_SPOOL_MAX_BYTES=str(1 << 20))
     wait_stored(pipeline.database_url, 1000)
     rabbit.stop_app()
     wait_until(lambda: '"spool_full_ticks_lost"' in ingest.log(), "the spool to fill", timeout=60)
@@ -93,8 +100,7 @@ def test_ingestion_killed_loses_only_frames_it_never_read(
     pipeline: Pipeline, numbered_feed: Callable[..., NumberedFeed]
 ) -> None:
     feed = numbered_feed(TOTAL, RATE)
-    ingest = pipeline.ingest(feed).start()
-    worker = pipeline.worker().start()
+    ingest, worker = _start(pipeline, feed)
     wait_stored(pipeline.database_url, 3000)
     ingest.kill()
     sent_at_kill = len(feed.sent())
@@ -124,8 +130,7 @@ def test_worker_killed_mid_batch_stores_each_tick_once(
     pipeline: Pipeline, numbered_feed: Callable[..., NumberedFeed]
 ) -> None:
     feed = numbered_feed(TOTAL, RATE)
-    ingest = pipeline.ingest(feed).start()
-    worker = pipeline.worker().start()
+    ingest, worker = _start(pipeline, feed)
     for _ in range(3):
         wait_stored(pipeline.database_url, stored_count(pipeline.database_url) + 1500)
         worker.kill()
@@ -140,8 +145,7 @@ def test_postgresql_restart_mid_stream_loses_and_duplicates_nothing(
     migrate(scratch_postgres.url)
     pipeline.database_url = scratch_postgres.url
     feed = numbered_feed(TOTAL, RATE)
-    ingest = pipeline.ingest(feed).start()
-    worker = pipeline.worker().start()
+    ingest, worker = _start(pipeline, feed)
     wait_stored(scratch_postgres.url, 2000)
     scratch_postgres.stop(mode="fast")
     wait_until(lambda: '"batch_retry"' in worker.log(), "the outage met", 30)
@@ -159,8 +163,7 @@ def test_a_worker_whose_rabbitmq_and_database_vanished_stops_within_10_s_of_sigt
     migrate(scratch_postgres.url)
     pipeline.database_url = scratch_postgres.url
     feed = numbered_feed(TOTAL, RATE)
-    pipeline.ingest(feed, amqp_url=rabbit.url).start()
-    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    _, worker = _start(pipeline, feed, rabbit.url)
     wait_stored(scratch_postgres.url, 1000)
     scratch_postgres.stop(mode="immediate")
     rabbit.stop_app()
@@ -178,8 +181,7 @@ def test_the_spool_of_a_host_that_will_not_ingest_again_is_read_and_drained_by_t
 ) -> None:
     """RabbitMQ is down when ingestion stops for good: `tickpipe spool status` shows what is held, `drain` sends it."""
     feed = numbered_feed(6_000, RATE)
-    ingest = pipeline.ingest(feed, amqp_url=rabbit.url).start()
-    worker = pipeline.worker(amqp_url=rabbit.url).start()
+    ingest, worker = _start(pipeline, feed, rabbit.url)
     wait_stored(pipeline.database_url, 1000)
     rabbit.stop_app()
     wait_until(lambda: feed.done, "the feed to send everything", timeout=60)
