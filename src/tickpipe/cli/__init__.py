@@ -15,6 +15,7 @@ import sys
 import click
 
 from tickpipe.cli.analytics import maintain, query
+from tickpipe.cli.bench import bench
 from tickpipe.cli.dead_letters import dead_letters
 from tickpipe.cli.instruments import instruments
 from tickpipe.cli.pipeline import health, ingest, migrate, record, run, serve, work
@@ -50,6 +51,7 @@ for command in (
     spool,
     dead_letters,
     status,
+    bench,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,318 @@
+"""`tickpipe bench`: the whole pipeline on this machine, measured, with numbered ticks.
+
+A feed server of its own serves N numbered Dhan full packets (pre-built, so serving them costs
+little) at a fixed rate or flat out; real `tickpipe ingest` and `tickpipe work` processes carry them
+into a scratch database on DATABASE_URL's server, through a scratch prefix on AMQP_URL's broker.
+It reports the sustained rate (ticks stored per second), the same rows' server-side COPY into a
+fresh hypertable in the same run (the ceiling), receive-to-commit percentiles from the workers' own
+histograms (no server setting needed), CPU seconds and peak RSS per process (from /proc), and
+exactly-once from the numbers (stored = sent, none twice). The scratch database and queues go away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tickpipe_core import Topology, get_logger
+from tickpipe_core.db import with_database
+from tickpipe_core.migrate import migrate
+from tickpipe_workers.latency import BOUNDS_MS, merge, percentile
+
+log = get_logger("bench")
+
+
+@dataclass
+class Process:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def sample(self) -> None:
+        """CPU seconds and peak RSS from /proc while the process lives."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            self.cpu_s = (int(stat[11]) + int(stat[12])) / ticks
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
+        except (OSError, IndexError, ValueError):
+            pass
+
+
+@dataclass
+class Series:
+    t: list[float] = field(default_factory=list)
+    stored: list[int] = field(default_factory=list)
+    p50_ms: list[float | None] = field(default_factory=list)
+    p99_ms: list[float | None] = field(default_factory=list)
+
+
+def _frames(ticks: int, rate: float | None, instruments: int) -> list[Any]:
+    """`ticks` numbered full packets, four to a frame, timed at `rate` (flat out: all at once)."""
+    from tickpipe_ingestion.capture import CapturedFrame
+    from tickpipe_simulator.dhan import encode_full
+    from tickpipe_simulator.market import make_instruments
+
+    market = make_instruments(instruments, seed=1)
+    ltt = int(time.time()) + 19800
+    frames, packets = [], []
+    for n in range(1, ticks + 1):
+        quote = market[n % instruments].step()
+        quote.volume = n
+        packets.append(encode_full(quote, ltt + n // 5000))
+        if len(packets) == 4 or n == ticks:
+            frames.append(CapturedFrame(n / rate if rate else 0.0, 0, b"".join(packets)))
+            packets = []
+    return frames
+
+
+class _FeedServer:
+    """The pre-built frames served over Dhan's protocol, on a thread of its own."""
+
+    def __init__(self, frames: list[Any], flat_out: bool) -> None:
+        from tickpipe_simulator.replay import Replay
+
+        self.replay = Replay(frames, speed=0 if flat_out else 1.0)
+        self.port = 0
+        self._ready, self._loop = threading.Event(), asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+
+    async def _serve(self) -> None:
+        async with self.replay.serving() as server:
+            self.port = int(server.sockets[0].getsockname()[1])
+            self._ready.set()
+            await self._stop.wait()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _latency_buckets(port: int) -> list[float] | None:
+    """The worker's cumulative receive-to-commit bucket counts, scraped."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return None
+    for family in text_string_to_metric_families(text):
+        if family.name == "tickpipe_receive_to_commit_seconds":
+            return [s.value for s in family.samples if s.name.endswith("_bucket")]
+    return None
+
+
+def run(
+    server_url: str, amqp_url: str, ticks: int, rate: float | None, workers: int, instruments: int, timeout_s: float
+) -> dict[str, Any]:
+    bench_id = uuid.uuid4().hex[:8]
+    db = with_database(server_url, f"tickpipe_bench_{bench_id}")
+    migrate(db)
+    work = Path(tempfile.mkdtemp(prefix="tickpipe-bench-"))
+    prefix = f"bench-{bench_id}"
+    frames = _frames(ticks, rate, instruments)
+    feed = _FeedServer(frames, flat_out=rate is None)
+    env = {
+        **os.environ, "DATABASE_URL": db, "AMQP_URL": amqp_url, "AMQP_PREFIX": prefix, "LOG_FORMAT": "json",
+        "DATA_SOURCE": "dhan", "DHAN_FEED_URL": f"ws://127.0.0.1:{feed.port}", "DHAN_CLIENT_ID": "bench",
+        "DHAN_ACCESS_TOKEN": "bench-token", "DHAN_FEED_MODE": "full", "INGEST_MARKET_HOURS": "always",
+        "DHAN_INSTRUMENTS": ",".join(f"NSE_FNO:{40000 + i}" for i in range(instruments)),
+        "INGEST_SPOOL_DIR": str(work / "spool"),
+    }  # fmt: skip
+    processes: list[Process] = []
+    series = Series()
+    try:
+        for name, args in [(f"work-{i}", ["work", "--workers", "1"]) for i in range(workers)] + [
+            ("ingest", ["ingest"])
+        ]:
+            port = _free_port()
+            out = work / f"{name}.log"
+            with out.open("wb") as f:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "tickpipe", *args],
+                    env={**env, "METRICS_PORT": str(port)},
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append(Process(name, proc, out, port))
+        started = time.monotonic()
+        previous: list[float] | None = None
+        with psycopg.connect(db, autocommit=True) as conn:
+            while True:
+                time.sleep(0.5)
+                stored = int((conn.execute("select count(*) from ticks").fetchone() or (0,))[0])
+                for p in processes:
+                    p.sample()
+                buckets = [_latency_buckets(p.metrics_port) for p in processes if p.name.startswith("work")]
+                total = [sum(v) for v in zip(*[b for b in buckets if b], strict=False)] if any(buckets) else None
+                series.t.append(time.monotonic() - started)
+                series.stored.append(stored)
+                interval = [a - b for a, b in zip(total, previous, strict=False)] if total and previous else None
+                counts = [int(c) for c in _decumulate(interval)] if interval else None
+                series.p50_ms.append(percentile(counts, 50, BOUNDS_MS[-1] * 2) if counts and sum(counts) else None)
+                series.p99_ms.append(percentile(counts, 99, BOUNDS_MS[-1] * 2) if counts and sum(counts) else None)
+                previous = total or previous
+                if stored >= ticks or time.monotonic() - started > timeout_s:
+                    break
+            for p in processes:
+                p.sample()
+                p.proc.send_signal(signal.SIGTERM)
+            for p in processes:
+                p.proc.wait(30)
+            numbers = [int(v) for (v,) in conn.execute("select volume from ticks").fetchall()]
+            copy_rate = _copy_ceiling(conn)
+        histograms = [
+            json.loads(line)["latency_histogram"]
+            for p in processes
+            if p.name.startswith("work")
+            for line in p.log.read_text().splitlines()
+            if '"worker_stopped"' in line
+        ]
+        counts, max_ms = merge(histograms)
+        return _report(ticks, rate, workers, numbers, series, counts, max_ms, copy_rate, processes)
+    finally:
+        for p in processes:
+            if p.proc.poll() is None:
+                p.proc.kill()
+        feed.close()
+        _cleanup(server_url, db, amqp_url, prefix)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _decumulate(cumulative: list[float]) -> list[float]:
+    return [b - a for a, b in zip([0.0, *cumulative[:-1]], cumulative, strict=True)]
+
+
+def _copy_ceiling(conn: psycopg.Connection[Any]) -> float:
+    """Rows per second of a server-side binary COPY of the stored rows into a fresh hypertable."""
+    data = bytearray()
+    # A hypertable's rows live in its chunks: COPY a query (COPY ticks TO reads only the empty parent).
+    with conn.cursor().copy("copy (select * from ticks) to stdout (format binary)") as copy:
+        for chunk in copy:
+            data += chunk
+    rows = int((conn.execute("select count(*) from ticks").fetchone() or (0,))[0])
+    conn.execute("create table copy_ceiling (like ticks including defaults)")
+    conn.execute("select create_hypertable('copy_ceiling', 'time')")
+    started = time.perf_counter()
+    with conn.cursor().copy("copy copy_ceiling from stdin (format binary)") as copy:
+        copy.write(bytes(data))
+    return rows / (time.perf_counter() - started)
+
+
+def _report(
+    ticks: int,
+    rate: float | None,
+    workers: int,
+    numbers: list[int],
+    series: Series,
+    counts: list[int],
+    max_ms: float,
+    copy_rate: float,
+    processes: list[Process],
+) -> dict[str, Any]:
+    stored = len(numbers)
+    first = next((t for t, n in zip(series.t, series.stored, strict=True) if n > 0), None)
+    last = next((t for t, n in zip(series.t, series.stored, strict=True) if n >= stored), None)
+    sustained = stored / (last - first) if first is not None and last is not None and last > first else None
+    return {
+        "ticks_sent": ticks,
+        "rate": rate or "flat out",
+        "workers": workers,
+        "stored": stored,
+        "exactly_once": sorted(numbers) == list(range(1, ticks + 1)),
+        "duplicates": stored - len(set(numbers)),
+        "sustained_ticks_per_s": round(sustained) if sustained else None,
+        "copy_ceiling_ticks_per_s": round(copy_rate),
+        "ratio_to_copy": round(sustained / copy_rate, 3) if sustained else None,
+        "receive_to_commit_ms": {
+            "p50": percentile(counts, 50, max_ms),
+            "p95": percentile(counts, 95, max_ms),
+            "p99": percentile(counts, 99, max_ms),
+            "max": round(max_ms, 1),
+            "samples": sum(counts),
+        },
+        "processes": {p.name: {"cpu_s": round(p.cpu_s, 2), "peak_rss_mb": round(p.peak_rss_mb, 1)} for p in processes},
+        "series": {"t_s": series.t, "stored": series.stored, "p50_ms": series.p50_ms, "p99_ms": series.p99_ms},
+    }
+
+
+def _cleanup(server_url: str, db: str, amqp_url: str, prefix: str) -> None:
+    import aio_pika
+
+    name = str(psycopg.conninfo.conninfo_to_dict(db)["dbname"])
+    try:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("drop database if exists {} with (force)").format(psycopg.sql.Identifier(name))
+            )
+    except psycopg.Error as e:
+        log.warning("bench_cleanup_failed", database=str(name), error=str(e))
+
+    async def drop_topology() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            await Topology(prefix).delete(await connection.channel())
+
+    try:
+        asyncio.run(drop_topology())
+    except Exception as e:  # the broker went away meanwhile: the scratch queues stay, named bench-*
+        log.warning("bench_cleanup_failed", prefix=prefix, error=f"{type(e).__name__}: {e}")
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Throughput and receive-to-commit latency over the run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = report["series"]
+    t, stored = s["t_s"], s["stored"]
+    rates = [(b - a) / (tb - ta) for a, b, ta, tb in zip(stored, stored[1:], t, t[1:], strict=False)]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    top.plot(t[1:], rates, color="tab:blue")
+    top.set_ylabel("ticks stored / s")
+    top.set_title(
+        f"tickpipe bench: {report['ticks_sent']:,} ticks at {report['rate']}/s, {report['workers']} worker(s); "
+        f"sustained {report['sustained_ticks_per_s'] or 0:,}/s = {report['ratio_to_copy'] or 0:.2f} of COPY"
+    )
+    for key, color in (("p50_ms", "tab:green"), ("p99_ms", "tab:red")):
+        points = [(x, y) for x, y in zip(t, s[key], strict=True) if y is not None]
+        if points:
+            bottom.plot(*zip(*points, strict=True), color=color, label=key.removesuffix("_ms"))
+    bottom.set_ylabel("receive to commit (ms)")
+    bottom.set_xlabel("seconds")
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

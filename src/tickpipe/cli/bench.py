@@ -1,0 +1,66 @@
+"""`tickpipe bench`: measure the whole pipeline on this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from tickpipe.cli.common import reads
+from tickpipe_core.settings import AmqpSettings, DatabaseSettings, load
+
+
+@click.command()
+@click.option("--ticks", type=click.IntRange(100), default=100_000, show_default=True, help="Numbered ticks to send.")
+@click.option("--rate", type=click.FloatRange(min=1), default=None, help="Ticks per second (default: flat out).")
+@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True, help="Worker processes.")
+@click.option("--instruments", type=click.IntRange(1, 5000), default=500, show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the report (JSON)."
+)
+@click.option(
+    "--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Draw throughput and latency."
+)
+@reads(DatabaseSettings, AmqpSettings)
+def bench(
+    ticks: int,
+    rate: float | None,
+    workers: int,
+    instruments: int,
+    timeout_s: float,
+    report: Path | None,
+    plot: Path | None,
+) -> None:
+    """Run the pipeline on numbered ticks from a feed server of its own and measure it.
+
+    Ingestion and workers are real processes; the database and queues are scratch ones on
+    DATABASE_URL's server and AMQP_URL's broker, removed afterwards. Prints sustained ticks/s, the
+    same rows' server-side COPY (the ceiling) and the ratio, receive-to-commit p50/p95/p99/max, CPU
+    seconds and peak RSS per process, and exactly-once (stored = sent, none twice).
+    """
+    from tickpipe import bench as measure
+
+    found = measure.run(
+        load(DatabaseSettings).database_url, load(AmqpSettings).amqp_url, ticks, rate, workers, instruments, timeout_s
+    )
+    if report is not None:
+        report.write_text(json.dumps(found, indent=2))
+    if plot is not None:
+        measure.plot(found, plot)
+    latency = found["receive_to_commit_ms"]
+    click.echo(f"sent {found['ticks_sent']:,} at {found['rate']}/s, {workers} worker(s); stored {found['stored']:,}")
+    click.echo(f"exactly once       {'yes' if found['exactly_once'] else 'NO'} ({found['duplicates']} duplicates)")
+    click.echo(
+        f"sustained          {found['sustained_ticks_per_s'] or 0:,} ticks/s = {found['ratio_to_copy'] or 0:.2f} "
+        f"of a server-side COPY ({found['copy_ceiling_ticks_per_s']:,} rows/s, same rows, same run)"
+    )
+    click.echo(
+        f"receive to commit  p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms, "
+        f"max {latency['max']} ms ({latency['samples']:,} samples)"
+    )
+    for name, p in found["processes"].items():
+        click.echo(f"{name:<18} {p['cpu_s']:>7.2f} CPU s, peak RSS {p['peak_rss_mb']:.0f} MB")
+    if not found["exactly_once"]:
+        raise SystemExit(1)
