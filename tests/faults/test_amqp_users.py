@@ -43,6 +43,7 @@ async def _refused(url: str, action: str) -> None:
             "consume ticks": lambda: queue.consume(ignore),
             "purge ticks": lambda: queue.purge(),
             "publish ticks": lambda: exchange.publish(aio_pika.Message(b"x"), routing_key="ticks"),
+            "delete ticks": lambda: queue.delete(if_unused=False, if_empty=False),
         }
         with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
             await attempts[action]()
@@ -68,6 +69,8 @@ def test_each_service_user_does_its_job_and_no_more(rabbit: ScratchRabbit, tmp_p
             await message.ack()
         await _refused(ingest, "consume ticks")  # ingestion cannot read the ticks it publishes
         await _refused(ingest, "purge ticks")
+        for user in (ingest, worker, serve):  # nobody but the admin may delete the ticks queue
+            await _refused(user, "delete ticks")
         await _refused(worker, "publish ticks")  # a worker cannot inject ticks
         await _refused(serve, "consume ticks")  # the read side cannot take ticks from the workers
         await _refused(serve, "publish ticks")
