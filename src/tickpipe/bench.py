@@ -241,9 +241,11 @@ def _report(
     processes: list[Process],
 ) -> dict[str, Any]:
     stored = len(numbers)
-    first = next((t for t, n in zip(series.t, series.stored, strict=True) if n > 0), None)
-    last = next((t for t, n in zip(series.t, series.stored, strict=True) if n >= stored), None)
-    sustained = stored / (last - first) if first is not None and last is not None and last > first else None
+    # From the last sample before the first row to the first sample with every row: a whole number of
+    # sampling intervals, so a short run is underestimated by at most one interval, never undefined.
+    began = max((t for t, n in zip(series.t, series.stored, strict=True) if n == 0), default=0.0)
+    done = next((t for t, n in zip(series.t, series.stored, strict=True) if n >= stored), None)
+    sustained = stored / (done - began) if done is not None and done > began else None
     return {
         "ticks_sent": ticks,
         "rate": rate or "flat out",
