@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import requests
@@ -21,6 +24,13 @@ def _scrape(port: int) -> dict[str, float]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
+
+
+def _health(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "METRICS_PORT": str(port)}
+    return subprocess.run(
+        [sys.executable, "-m", "tickpipe", "health", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def _status(port: int, path: str) -> int:
@@ -55,11 +65,16 @@ def test_metrics_count_every_tick_received_published_and_committed_and_readyz_fo
     for port in (ingest_port, worker_port):
         assert _status(port, "/healthz") == 200 and _status(port, "/readyz") == 200
 
+    assert _health(ingest_port).returncode == 0 and _health(ingest_port, "--ready").returncode == 0
     rabbit.stop_app()
     try:
         wait_until(lambda: _status(ingest_port, "/readyz") == 503, "ingestion not ready", timeout=20)
         wait_until(lambda: _status(worker_port, "/readyz") == 503, "the worker not ready", timeout=20)
         assert _status(ingest_port, "/healthz") == 200  # alive, spooling
+        # The container healthcheck asks the same endpoints: alive yes, ready no, and why.
+        assert _health(ingest_port).returncode == 0
+        not_ready = _health(ingest_port, "--ready")
+        assert not_ready.returncode == 1 and "not connected to RabbitMQ" in not_ready.stderr
     finally:
         rabbit.start_app()
     wait_until(lambda: _status(ingest_port, "/readyz") == 200, "ingestion ready again", timeout=60)

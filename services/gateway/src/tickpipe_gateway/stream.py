@@ -131,7 +131,8 @@ class Hub:
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        # Cleared when the connection drops, set once aio-pika has reconnected (is_closed stays False meanwhile).
+        return self._connection is not None and self._connection.connected.is_set()
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self._url)

@@ -133,7 +133,9 @@ class TickPublisher:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set() and self._connection is not None and not self._connection.is_closed
+        # `connected` is cleared the moment the connection drops and set again once aio-pika has
+        # reconnected (a robust connection's is_closed stays False while it retries).
+        return self._connection is not None and self._connection.connected.is_set()
 
     async def _connect(self) -> None:
         """Connect and declare the topology, retrying with backoff while RabbitMQ is unreachable.
