@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tickpipe_core import Topology, get_logger
 from tickpipe_core.db import with_database
+from tickpipe_core.metrics import scrape
 from tickpipe_core.migrate import migrate
+from tickpipe_simulator.bundled import feed_settings
+from tickpipe_simulator.market import make_instruments
+from tickpipe_simulator.replay import ThreadedReplay, numbered_capture
 from tickpipe_workers.latency import BOUNDS_MS, merge, percentile
 
 log = get_logger("bench")
@@ -68,50 +69,6 @@ class Series:
     p99_ms: list[float | None] = field(default_factory=list)
 
 
-def _frames(ticks: int, rate: float | None, instruments: int) -> list[Any]:
-    """`ticks` numbered full packets, four to a frame, timed at `rate` (flat out: all at once)."""
-    from tickpipe_ingestion.capture import CapturedFrame
-    from tickpipe_simulator.dhan import encode_full
-    from tickpipe_simulator.market import make_instruments
-
-    market = make_instruments(instruments, seed=1)
-    ltt = int(time.time()) + 19800
-    frames, packets = [], []
-    for n in range(1, ticks + 1):
-        quote = market[n % instruments].step()
-        quote.volume = n
-        packets.append(encode_full(quote, ltt + n // 5000))
-        if len(packets) == 4 or n == ticks:
-            frames.append(CapturedFrame(n / rate if rate else 0.0, 0, b"".join(packets)))
-            packets = []
-    return frames
-
-
-class _FeedServer:
-    """The pre-built frames served over Dhan's protocol, on a thread of its own."""
-
-    def __init__(self, frames: list[Any], flat_out: bool) -> None:
-        from tickpipe_simulator.replay import Replay
-
-        self.replay = Replay(frames, speed=0 if flat_out else 1.0)
-        self.port = 0
-        self._ready, self._loop = threading.Event(), asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
-        self._thread.start()
-        self._ready.wait(30)
-
-    async def _serve(self) -> None:
-        async with self.replay.serving() as server:
-            self.port = int(server.sockets[0].getsockname()[1])
-            self._ready.set()
-            await self._stop.wait()
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-
 def _free_port() -> int:
     import socket
 
@@ -123,13 +80,10 @@ def _free_port() -> int:
 def _latency_buckets(port: int) -> list[float] | None:
     """The worker's cumulative receive-to-commit bucket counts, scraped."""
     try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    except requests.RequestException:
+        samples = scrape(port, timeout=2)
+    except OSError:
         return None
-    for family in text_string_to_metric_families(text):
-        if family.name == "tickpipe_receive_to_commit_seconds":
-            return [s.value for s in family.samples if s.name.endswith("_bucket")]
-    return None
+    return [s.value for s in samples if s.name == "tickpipe_receive_to_commit_seconds_bucket"] or None
 
 
 def run(
@@ -140,13 +94,11 @@ def run(
     migrate(db)
     work = Path(tempfile.mkdtemp(prefix="tickpipe-bench-"))
     prefix = f"bench-{bench_id}"
-    frames = _frames(ticks, rate, instruments)
-    feed = _FeedServer(frames, flat_out=rate is None)
+    market = make_instruments(instruments, seed=1)
+    feed = ThreadedReplay(numbered_capture(ticks, rate, market), speed=0 if rate is None else 1.0)
     env = {
-        **os.environ, "DATABASE_URL": db, "AMQP_URL": amqp_url, "AMQP_PREFIX": prefix, "LOG_FORMAT": "json",
-        "DATA_SOURCE": "dhan", "DHAN_FEED_URL": f"ws://127.0.0.1:{feed.port}", "DHAN_CLIENT_ID": "bench",
-        "DHAN_ACCESS_TOKEN": "bench-token", "DHAN_FEED_MODE": "full", "INGEST_MARKET_HOURS": "always",
-        "DHAN_INSTRUMENTS": ",".join(f"NSE_FNO:{40000 + i}" for i in range(instruments)),
+        **os.environ, **feed_settings("dhan", feed.port, market), "DHAN_FEED_MODE": "full",
+        "DATABASE_URL": db, "AMQP_URL": amqp_url, "AMQP_PREFIX": prefix, "LOG_FORMAT": "json",
         "INGEST_SPOOL_DIR": str(work / "spool"),
     }  # fmt: skip
     processes: list[Process] = []

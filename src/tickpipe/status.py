@@ -16,11 +16,11 @@ from typing import Any
 
 import aio_pika
 import psycopg
-import requests
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from tickpipe_core import Topology
 from tickpipe_core.india import IST
+from tickpipe_core.metrics import scrape
 from tickpipe_core.settings import redact_url
 
 
@@ -123,29 +123,23 @@ def _queues(url: str, topology: Topology) -> dict[str, Any]:
 def _ingestion_rate(port: int) -> dict[str, Any]:
     """Ticks/s read from the feed, from two scrapes of ingestion's /metrics a second apart."""
 
-    def scrape() -> dict[str, float]:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=3).text
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                key = sample.name + "".join(f":{v}" for _, v in sorted(sample.labels.items()))
-                out[key] = out.get(key, 0.0) + sample.value
-        return out
-
     try:
-        first = scrape()
+        first = scrape(port)
         time.sleep(1.0)
-        second = scrape()
-    except requests.RequestException as e:
+        second = scrape(port)
+    except OSError as e:
         return {"error": f"ingestion metrics on port {port}: {type(e).__name__}"}
-    received = sum(v for k, v in second.items() if k.startswith("tickpipe_ticks_received_total"))
-    received_before = sum(v for k, v in first.items() if k.startswith("tickpipe_ticks_received_total"))
-    connected = {k.split(":", 1)[1]: bool(v) for k, v in second.items() if k.startswith("tickpipe_feed_connected:")}
+
+    def total(samples: list[Sample], name: str) -> float:
+        return sum(s.value for s in samples if s.name == name)
+
+    received = total(second, "tickpipe_ticks_received_total")
+    connected = {s.labels["connection"]: bool(s.value) for s in second if s.name == "tickpipe_feed_connected"}
     return {
-        "received_per_s": received - received_before,
+        "received_per_s": received - total(first, "tickpipe_ticks_received_total"),
         "received_total": received,
-        "published_total": second.get("tickpipe_ticks_published_total", 0.0),
-        "amqp_connected": bool(second.get("tickpipe_amqp_connected", 0.0)),
+        "published_total": total(second, "tickpipe_ticks_published_total"),
+        "amqp_connected": bool(total(second, "tickpipe_amqp_connected")),
         "connections": connected,
     }
 

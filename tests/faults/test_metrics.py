@@ -8,21 +8,19 @@ import sys
 from collections.abc import Callable
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.faults.conftest import Pipeline
 from tests.faults.harness import NumberedFeed, ScratchRabbit, wait_stored
 from tests.helpers import free_port, wait_until
+from tickpipe_core.metrics import scrape
 
 
 def _scrape(port: int) -> dict[str, float]:
-    """Every sample, named with its labels (name{a="x"}), summed over nothing."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    """Every sample, named with its labels (name{a="x"})."""
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    for sample in scrape(port):
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+        out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
 
 

@@ -23,6 +23,15 @@ def _payload(n: int) -> bytes:
     return n.to_bytes(4, "big") * 25  # 100 bytes that say which record they are
 
 
+def _written(directory: Path, records: int) -> None:
+    """A spool an earlier run left: `records` one-tick records, none confirmed."""
+    spool = Spool(directory, max_bytes=1 << 20)
+    spool.open()
+    for n in range(records):
+        spool.append(_payload(n), ticks=1)
+    spool.close()
+
+
 def _numbers(spool: Spool) -> list[int]:
     return [int.from_bytes(r.payload[:4], "big") for r in spool.read(10**9)]
 
@@ -76,11 +85,7 @@ def test_unconfirmed_records_survive_a_restart_and_come_first(tmp_path: Path) ->
 
 
 def test_a_torn_last_record_is_cut_off_and_counted_never_a_crash(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=1 << 20)
-    spool.open()
-    for n in range(5):
-        spool.append(_payload(n), ticks=1)
-    spool.close()
+    _written(tmp_path, records=5)
     (segment,) = tmp_path.glob("*.spool")
     whole = segment.stat().st_size
     with segment.open("ab") as f:
@@ -96,11 +101,7 @@ def test_a_torn_last_record_is_cut_off_and_counted_never_a_crash(tmp_path: Path)
 
 
 def test_a_flipped_byte_fails_the_checksum_and_ends_the_segment_there(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=1 << 20)
-    spool.open()
-    for n in range(5):
-        spool.append(_payload(n), ticks=1)
-    spool.close()
+    _written(tmp_path, records=5)
     (segment,) = tmp_path.glob("*.spool")
     data = bytearray(segment.read_bytes())
     data[len(MAGIC) + 3 * 112 + 50] ^= 0xFF  # inside the fourth record's payload

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import urllib.request
 from collections.abc import Callable, Generator, Iterable, Mapping
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -30,6 +33,13 @@ log = get_logger("metrics")
 
 Readiness = Callable[[], tuple[bool, str]]
 """Whether the process is ready (connected and flowing), and why (or why not)."""
+
+
+def scrape(port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> list[Sample]:
+    """Every sample a tickpipe process serves on host:port/metrics (OSError when nothing answers)."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as response:
+        text = response.read().decode()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
 def counter(name: str, doc: str, value: float, labels: Mapping[str, str] | None = None) -> CounterMetricFamily:

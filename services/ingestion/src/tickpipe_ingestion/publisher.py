@@ -95,14 +95,20 @@ class TickPublisher:
     def submit(self, ticks: list[Tick]) -> None:
         """Spool one frame's ticks for publishing; never blocks the feed on RabbitMQ."""
         size = self._settings.max_ticks_per_message
-        for chunk in (ticks[i : i + size] for i in range(0, len(ticks), size)) if len(ticks) > size else (ticks,):
-            if not chunk:
-                return
-            if self.spool.append(encode_ticks(chunk), len(chunk)):
-                self.counters["submitted"] += len(chunk)
-                self._wakeup.set()
-            else:
-                self._lose(chunk)
+        if len(ticks) <= size:  # a frame: one record (a longer list is cut so a record fits a message)
+            self._spool(ticks)
+            return
+        for i in range(0, len(ticks), size):
+            self._spool(ticks[i : i + size])
+
+    def _spool(self, ticks: list[Tick]) -> None:
+        if not ticks:
+            return
+        if self.spool.append(encode_ticks(ticks), len(ticks)):
+            self.counters["submitted"] += len(ticks)
+            self._wakeup.set()
+        else:
+            self._lose(ticks)
 
     def _lose(self, ticks: list[Tick]) -> None:
         """The spool is full (or its disk is): count what is lost, per instrument, so the gap can be repaired."""

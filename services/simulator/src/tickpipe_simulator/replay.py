@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -15,6 +17,9 @@ from websockets.exceptions import ConnectionClosed
 
 from tickpipe_core import get_logger
 from tickpipe_ingestion.capture import CapturedFrame
+from tickpipe_ingestion.dhan import wire
+from tickpipe_simulator.dhan import encode_full
+from tickpipe_simulator.market import SimInstrument
 
 log = get_logger("simulator.replay")
 
@@ -61,3 +66,52 @@ class Replay:
             self.finished.set()
             async for _ in ws:  # keep reading (later subscribe requests, the close) until the client leaves
                 pass
+
+
+def numbered_capture(ticks: int, rate: float | None, instruments: Sequence[SimInstrument]) -> list[CapturedFrame]:
+    """A capture of `ticks` numbered Dhan full packets (a trade's volume is its number, 1, 2, ...),
+    four to a frame, `rate` a second (None: all at once, for a flat-out replay)."""
+    ltt = int(time.time()) + wire.IST_OFFSET_SECONDS
+    frames, packets = [], []
+    for n in range(1, ticks + 1):
+        quote = instruments[n % len(instruments)].step()
+        quote.volume = n
+        packets.append(encode_full(quote, ltt + n // 5000))
+        if len(packets) == 4 or n == ticks:
+            frames.append(CapturedFrame(n / rate if rate else 0.0, 0, b"".join(packets)))
+            packets = []
+    return frames
+
+
+class ThreadedReplay:
+    """A `Replay` on a thread of its own, for a process busy with other things (tickpipe bench, tests).
+
+    Every connection gets the whole capture from its start, as a broker sends every client the market.
+    """
+
+    def __init__(self, frames: Sequence[CapturedFrame], speed: float = 1.0) -> None:
+        self.replay = Replay(frames, speed)
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the replay server did not start")
+
+    async def _serve(self) -> None:
+        async with self.replay.serving() as server:
+            self.port = int(server.sockets[0].getsockname()[1])
+            self._ready.set()
+            await self._stop.wait()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def __enter__(self) -> ThreadedReplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

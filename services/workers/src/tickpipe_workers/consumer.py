@@ -85,9 +85,14 @@ class Worker:
             "tickpipe_commit_seconds", "Batch commit time.", registry=None
         )
         self.newest_exchange_ts = 0.0  # epoch seconds of the newest tick this worker stored: the lag's reference
-        self.amqp_connected = False
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.database_ok = True  # the last write reached the database
         self.log = get_logger("worker", worker=worker_id, pid=os.getpid())
+
+    @property
+    def amqp_connected(self) -> bool:
+        """Connected to RabbitMQ now (a robust connection clears `connected` while it reconnects)."""
+        return self._connection is not None and self._connection.connected.is_set()
 
     @property
     def prefetch(self) -> int:
@@ -97,9 +102,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then finish and ack the current batch and return."""
         connection, channel, queue, tag = await self._subscribe()
-        connection.close_callbacks.add(lambda *_: setattr(self, "amqp_connected", False))
-        connection.reconnect_callbacks.add(lambda *_: setattr(self, "amqp_connected", True))
-        self.amqp_connected = True
+        self._connection = connection
         try:
             self.log.info("worker_started", queue=queue.name, prefetch=self.prefetch, amqp=redact_url(self._amqp_url))
             summary = asyncio.create_task(self._summarize())
