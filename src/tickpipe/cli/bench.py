@@ -14,7 +14,9 @@ from tickpipe_core.settings import AmqpSettings, DatabaseSettings, load
 @click.command()
 @click.option("--ticks", type=click.IntRange(100), default=100_000, show_default=True, help="Numbered ticks to send.")
 @click.option("--rate", type=click.FloatRange(min=1), default=None, help="Ticks per second (default: flat out).")
-@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--workers", type=click.IntRange(1, 16), default=2, show_default=True, help="Worker processes (as tickpipe run)."
+)
 @click.option("--instruments", type=click.IntRange(1, 5000), default=500, show_default=True)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=600, show_default=True)
 @click.option(
@@ -55,6 +57,10 @@ def bench(
     click.echo(
         f"sustained          {found['sustained_ticks_per_s'] or 0:,} ticks/s = {found['ratio_to_copy'] or 0:.2f} "
         f"of a server-side COPY ({found['copy_ceiling_ticks_per_s']:,} rows/s, same rows, same run)"
+    )
+    click.echo(
+        f"                   (into an identical hypertable; {found['copy_unindexed_ticks_per_s']:,} rows/s "
+        "without its primary key and indexes)"
     )
     click.echo(
         f"receive to commit  p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms, "

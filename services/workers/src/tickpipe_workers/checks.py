@@ -8,6 +8,8 @@ the dead-letter queue with the reason while the rest of its batch lands.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from msgspec.structs import astuple
 
 from tickpipe_core import Tick
@@ -15,7 +17,7 @@ from tickpipe_core import Tick
 _RANGES = {"int4": 2**31, "int8": 2**63}
 
 
-def unstorable(tick: Tick, fields: tuple[str, ...], types: list[str]) -> str | None:
+def unstorable(tick: Tick, fields: Sequence[str], types: Sequence[str]) -> str | None:
     """The reason `tick` cannot be stored exactly in columns of `types` (in Tick's field order), or None."""
     for name, kind, value in zip(fields, types, astuple(tick), strict=True):
         if value is None:

@@ -41,12 +41,13 @@ from tickpipe_core import (
     is_retryable,
 )
 from tickpipe_core.metrics import MetricsServer, registry_of
+from tickpipe_core.rows import FIELDS, TYPES
 from tickpipe_core.settings import MetricsSettings, WorkerSettings, redact_url
 from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers.checks import unstorable
 from tickpipe_workers.latency import SAMPLE_EVERY, LatencyHistogram
 from tickpipe_workers.metrics import worker_metrics, worker_readiness
-from tickpipe_workers.writer import FIELDS, TYPES, TickWriter
+from tickpipe_workers.writer import TickWriter
 
 SUMMARY_INTERVAL_S = 10.0
 _SUBSCRIBE_ATTEMPTS = 6

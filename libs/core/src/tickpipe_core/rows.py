@@ -1,0 +1,301 @@
+"""A tick as the hypertable's row, in PostgreSQL's binary COPY format: encoded once, at ingestion.
+
+Schema 2 of the queue carries each tick as the bytes of its `ticks` row (a binary COPY tuple, in
+`COLUMNS` order) plus a small `Quote` (what latest_quotes and the live stream need). A worker streams
+the rows of a whole batch into `COPY ticks FROM STDIN (FORMAT binary)` without building an object
+per tick; the quotes, one per tick in the same order, become one latest_quotes upsert per batch.
+
+`encode_row` runs once per tick on ingestion's hot path, so it spells each field out instead of
+looping over a table; `decode_rows` (dead letters, tests) and `split_rows` (isolating a row the
+database refuses) are the slow, careful way back.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+import msgspec
+from msgspec.structs import astuple
+
+from tickpipe_core.tick import AwareDatetime, Tick
+
+# Tick field -> (column, PostgreSQL type), in Tick's field order: a row is the tick's fields in order.
+COLUMN_OF_FIELD: dict[str, tuple[str, str]] = {
+    "tick_id": ("tick_id", "uuid"),
+    "source": ("source", "text"),
+    "segment": ("segment", "text"),
+    "security_id": ("security_id", "int8"),
+    "exchange_ts": ("time", "timestamptz"),
+    "receive_ts": ("receive_time", "timestamptz"),
+    "time_source": ("time_source", "text"),
+    "packet": ("packet", "text"),
+    "ltp": ("ltp", "float8"),
+    "ltq": ("ltq", "int8"),
+    "atp": ("atp", "float8"),
+    "volume": ("volume", "int8"),
+    "total_buy_qty": ("total_buy_qty", "int8"),
+    "total_sell_qty": ("total_sell_qty", "int8"),
+    "oi": ("oi", "int8"),
+    "oi_day_high": ("oi_day_high", "int8"),
+    "oi_day_low": ("oi_day_low", "int8"),
+    "open": ("open", "float8"),
+    "high": ("high", "float8"),
+    "low": ("low", "float8"),
+    "close": ("close", "float8"),
+    "prev_close": ("prev_close", "float8"),
+    "bid_price": ("bid_price", "float8[]"),
+    "bid_qty": ("bid_qty", "int8[]"),
+    "bid_orders": ("bid_orders", "int4[]"),
+    "ask_price": ("ask_price", "float8[]"),
+    "ask_qty": ("ask_qty", "int8[]"),
+    "ask_orders": ("ask_orders", "int4[]"),
+    "instrument_id": ("instrument_id", "int8"),
+    "change": ("change", "float8"),
+    "change_pct": ("change_pct", "float8"),
+    "spread": ("spread", "float8"),
+    "spread_bps": ("spread_bps", "float8"),
+    "mid": ("mid", "float8"),
+    "micro_price": ("micro_price", "float8"),
+    "imbalance": ("imbalance", "float8"),
+    "book_imbalance": ("book_imbalance", "float8"),
+    "last_trade_ts": ("last_trade_time", "timestamptz"),
+    "packet_ts": ("packet_time", "timestamptz"),
+}
+if tuple(COLUMN_OF_FIELD) != Tick.__struct_fields__:
+    raise ImportError("rows.COLUMN_OF_FIELD must list Tick's fields in Tick's order (and encode_row with it)")
+FIELDS = tuple(COLUMN_OF_FIELD)
+COLUMNS = tuple(c for c, _ in COLUMN_OF_FIELD.values())
+TYPES = tuple(t for _, t in COLUMN_OF_FIELD.values())
+
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # the binary COPY header: signature, flags, extension
+COPY_TRAILER = b"\xff\xff"
+_ROW_HEAD = struct.pack(">h", len(FIELDS))
+_NULL = b"\xff\xff\xff\xff"
+_I8 = struct.Struct(">iq").pack
+_F8 = struct.Struct(">id").pack
+_UUID = struct.Struct(">i16s").pack
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_FLOAT8, _INT8, _INT4 = 701, 20, 23
+_ELEMENT = {"float8": ("d", 8, _FLOAT8), "int8": ("q", 8, _INT8), "int4": ("i", 4, _INT4)}
+
+_text_cache: dict[str, bytes] = {}
+_time_cache: dict[datetime, bytes] = {}
+_TIME_CACHE_MAX = 4096  # exchange times repeat within a second and receive times within a frame
+
+
+def _text(s: str) -> bytes:
+    field = _text_cache.get(s)
+    if field is None:
+        data = s.encode()
+        field = struct.pack(">i", len(data)) + data
+        if len(_text_cache) < 1024:  # source, segment, clock and packet names: a handful
+            _text_cache[s] = field
+    return field
+
+
+def _time(dt: datetime) -> bytes:
+    field = _time_cache.get(dt)
+    if field is None:
+        if len(_time_cache) >= _TIME_CACHE_MAX:
+            _time_cache.clear()
+        field = _time_cache[dt] = _I8(8, (dt - _PG_EPOCH) // _US)
+    return field
+
+
+@cache
+def _depth_layout(n: int) -> tuple[struct.Struct, list[Any]]:
+    """One struct for the six depth arrays of n levels each, and its argument template.
+
+    Each array: field length, then ndim 1, no NULLs, element oid, n, lower bound 1, then
+    (element length, value) pairs; `encode_row` fills the values in by slice assignment.
+    """
+    fmt, template = ">", []
+    for code, size, oid in (_ELEMENT[k] for k in ("float8", "int8", "int4", "float8", "int8", "int4")):
+        fmt += "iiIIii" + ("i" + code) * n
+        template += [20 + (4 + size) * n, 1, 0, oid, n, 1] + [size, 0] * n
+    return struct.Struct(fmt), template
+
+
+def _array(values: tuple[Any, ...], kind: str) -> bytes:
+    code, size, oid = _ELEMENT[kind]
+    n = len(values)
+    args: list[Any] = [20 + (4 + size) * n, 1, 0, oid, n, 1] + [size, 0] * n
+    args[7::2] = values
+    return struct.pack(">iiIIii" + ("i" + code) * n, *args)
+
+
+def _depth(bp: tuple[float, ...], bq: tuple[int, ...], bo: tuple[int, ...],
+           ap: tuple[float, ...], aq: tuple[int, ...], ao: tuple[int, ...]) -> bytes:  # fmt: skip
+    n = len(bp)
+    if n and len(bq) == len(bo) == len(ap) == len(aq) == len(ao) == n:
+        layout, template = _depth_layout(n)
+        args = template.copy()
+        step = 6 + 2 * n  # arguments per array
+        for k, values in enumerate((bp, bq, bo, ap, aq, ao)):
+            start = k * step + 7
+            args[start : start + 2 * n : 2] = values
+        return layout.pack(*args)
+    # Sides of different depths, or an empty one (stored as NULL): array by array.
+    return b"".join(
+        _array(v, kind) if v else _NULL
+        for v, kind in ((bp, "float8"), (bq, "int8"), (bo, "int4"), (ap, "float8"), (aq, "int8"), (ao, "int4"))
+    )
+
+
+def encode_row(t: Tick) -> bytes:
+    """The tick as one binary COPY tuple of `COLUMNS`. Raises struct.error (or OverflowError) for an
+    integer its column cannot hold; the caller isolates that tick."""
+    (tick_id, source, segment, security_id, exchange_ts, receive_ts, time_source, packet, ltp, ltq, atp,
+     volume, tbq, tsq, oi, oi_high, oi_low, open_, high, low, close, prev_close, bp, bq, bo, ap, aq, ao,
+     instrument_id, change, change_pct, spread, spread_bps, mid, micro, imbalance, book_imbalance,
+     last_trade_ts, packet_ts) = astuple(t)  # fmt: skip
+    n = _NULL
+    return b"".join((
+        _ROW_HEAD, _UUID(16, tick_id.bytes), _text(source), _text(segment), _I8(8, security_id),
+        _time(exchange_ts), _time(receive_ts), _text(time_source), _text(packet), _F8(8, ltp),
+        n if ltq is None else _I8(8, ltq), n if atp is None else _F8(8, atp),
+        n if volume is None else _I8(8, volume), n if tbq is None else _I8(8, tbq),
+        n if tsq is None else _I8(8, tsq), n if oi is None else _I8(8, oi),
+        n if oi_high is None else _I8(8, oi_high), n if oi_low is None else _I8(8, oi_low),
+        n if open_ is None else _F8(8, open_), n if high is None else _F8(8, high),
+        n if low is None else _F8(8, low), n if close is None else _F8(8, close),
+        n if prev_close is None else _F8(8, prev_close),
+        _depth(bp, bq, bo, ap, aq, ao) if bp or bq or bo or ap or aq or ao else _NULLS_6,
+        n if instrument_id is None else _I8(8, instrument_id),
+        n if change is None else _F8(8, change), n if change_pct is None else _F8(8, change_pct),
+        n if spread is None else _F8(8, spread), n if spread_bps is None else _F8(8, spread_bps),
+        n if mid is None else _F8(8, mid), n if micro is None else _F8(8, micro),
+        n if imbalance is None else _F8(8, imbalance), n if book_imbalance is None else _F8(8, book_imbalance),
+        n if last_trade_ts is None else _time(last_trade_ts), n if packet_ts is None else _time(packet_ts),
+    ))  # fmt: skip
+
+
+_NULLS_6 = _NULL * 6
+
+LATEST_COLUMNS = (
+    "source", "segment", "security_id", "instrument_id", "time", "receive_time", "tick_id", "ltp", "volume",
+    "oi", "change_pct", "bid_price", "bid_qty", "ask_price", "ask_qty",
+)  # fmt: skip
+_LATEST_HEAD = struct.pack(">h", len(LATEST_COLUMNS))
+
+
+def encode_latest_row(t: Tick) -> bytes:
+    """The tick as a binary COPY tuple of latest_quotes' `LATEST_COLUMNS` (the top of the book only)."""
+    n = _NULL
+    return b"".join((
+        _LATEST_HEAD, _text(t.source), _text(t.segment), _I8(8, t.security_id),
+        n if t.instrument_id is None else _I8(8, t.instrument_id), _time(t.exchange_ts), _time(t.receive_ts),
+        _UUID(16, t.tick_id.bytes), _F8(8, t.ltp), n if t.volume is None else _I8(8, t.volume),
+        n if t.oi is None else _I8(8, t.oi), n if t.change_pct is None else _F8(8, t.change_pct),
+        _F8(8, t.bid_price[0]) if t.bid_price else n, _I8(8, t.bid_qty[0]) if t.bid_qty else n,
+        _F8(8, t.ask_price[0]) if t.ask_price else n, _I8(8, t.ask_qty[0]) if t.ask_qty else n,
+    ))  # fmt: skip
+
+
+# -- the way back: rows -> fields (dead letters, isolation, tests) ------------------------------------
+
+
+def split_rows(rows: bytes | memoryview) -> Iterator[bytes]:
+    """Each tuple of a run of binary COPY tuples (no signature, no trailer), by walking its field lengths."""
+    view = memoryview(rows)
+    at = 0
+    while at < len(view):
+        start = at
+        if at + 2 > len(view):
+            raise ValueError(f"row cut short at byte {at}")
+        (fields,) = struct.unpack_from(">h", view, at)
+        if fields != len(FIELDS):
+            raise ValueError(f"a row of {fields} fields at byte {at}; expected {len(FIELDS)}")
+        at += 2
+        for _ in range(fields):
+            if at + 4 > len(view):
+                raise ValueError(f"row cut short at byte {start}")
+            (length,) = struct.unpack_from(">i", view, at)
+            at += 4 + max(length, 0)
+        if at > len(view):
+            raise ValueError(f"row cut short at byte {start}")
+        yield bytes(view[start:at])
+
+
+def _scalar(kind: str, data: bytes) -> Any:
+    if kind == "text":
+        return data.decode()
+    if kind == "uuid":
+        return uuid.UUID(bytes=data)
+    if kind == "timestamptz":
+        return _PG_EPOCH + timedelta(microseconds=struct.unpack(">q", data)[0])
+    return struct.unpack({"int8": ">q", "int4": ">i", "float8": ">d"}[kind], data)[0]
+
+
+def _array_values(kind: str, data: bytes) -> tuple[Any, ...]:
+    ndim, _flags, _oid = struct.unpack_from(">iII", data)
+    if ndim == 0:
+        return ()
+    n, _lower = struct.unpack_from(">ii", data, 12)
+    out, at = [], 20
+    for _ in range(n):
+        (length,) = struct.unpack_from(">i", data, at)
+        out.append(_scalar(kind, data[at + 4 : at + 4 + length]))
+        at += 4 + length
+    return tuple(out)
+
+
+def decode_row(row: bytes) -> Tick:
+    """One binary COPY tuple of `COLUMNS` back into its Tick (ValueError if it is not one)."""
+    try:
+        values: list[Any] = []
+        at = 2
+        for kind in TYPES:
+            (length,) = struct.unpack_from(">i", row, at)
+            at += 4
+            if length < 0:
+                values.append(() if kind.endswith("[]") else None)
+                continue
+            data = row[at : at + length]
+            at += length
+            values.append(_array_values(kind[:-2], data) if kind.endswith("[]") else _scalar(kind, data))
+        return Tick(*values)
+    except (struct.error, UnicodeDecodeError, ValueError, TypeError) as e:
+        raise ValueError(f"not a ticks row: {e}") from e
+
+
+def decode_rows(rows: bytes | memoryview) -> list[Tick]:
+    return [decode_row(r) for r in split_rows(rows)]
+
+
+# -- the quote: what latest_quotes and the live stream read of each tick ------------------------------
+
+
+class Quote(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A tick's top of book, travelling beside its row (one per tick, in the same order)."""
+
+    source: str
+    segment: str
+    security_id: int
+    instrument_id: int | None
+    time: AwareDatetime
+    receive_time: AwareDatetime
+    tick_id: uuid.UUID
+    ltp: float
+    volume: int | None
+    oi: int | None
+    change_pct: float | None
+    bid: float | None
+    bid_qty: int | None
+    ask: float | None
+    ask_qty: int | None
+
+
+def quote_of(t: Tick) -> Quote:
+    return Quote(
+        t.source, t.segment, t.security_id, t.instrument_id, t.exchange_ts, t.receive_ts, t.tick_id, t.ltp,
+        t.volume, t.oi, t.change_pct,
+        t.bid_price[0] if t.bid_price else None, t.bid_qty[0] if t.bid_qty else None,
+        t.ask_price[0] if t.ask_price else None, t.ask_qty[0] if t.ask_qty else None,
+    )  # fmt: skip
