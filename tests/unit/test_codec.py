@@ -36,3 +36,17 @@ def test_naive_time_is_rejected() -> None:
     raw[1][0][4] = "2025-12-29T07:17:03"  # a naive time
     with pytest.raises(DecodeError):
         decode_batch(msgspec.msgpack.encode(raw))
+
+
+def test_a_content_tick_id_is_the_same_as_every_earlier_release_made() -> None:
+    """Stored rows dedupe against ids made before: the id stays blake2b-128 of the packet, personalised."""
+    import hashlib
+    import uuid
+
+    from tickpipe_core import content_tick_id
+
+    for source, packet in ((b"dhan", bytes(range(162))), (b"kite", b"\x00" * 184), (b"dhan", b"")):
+        expected = uuid.UUID(bytes=hashlib.blake2b(packet, digest_size=16, person=source).digest())
+        assert content_tick_id(source, packet) == expected
+        assert content_tick_id(source, packet) == expected  # the shared hasher state is never consumed
+    assert content_tick_id(b"dhan", b"x") != content_tick_id(b"kite", b"x")

@@ -16,5 +16,14 @@ _IST_OFFSET_S = 19_800
 
 
 def india_day(ts: datetime) -> int:
-    """The India calendar day of an aware time, as a day number (cheap enough for every frame)."""
+    """The India calendar day of an aware time, as a day number."""
     return int(ts.timestamp() + _IST_OFFSET_S) // 86_400
+
+
+def india_day_bounds(day: int) -> tuple[datetime, datetime]:
+    """When India day number `day` starts and the next one starts, as aware UTC times.
+
+    A per-frame check is then two comparisons (`start <= t < end`), not a conversion.
+    """
+    start = datetime.fromtimestamp(day * 86_400 - _IST_OFFSET_S, UTC)
+    return start, start + timedelta(days=1)

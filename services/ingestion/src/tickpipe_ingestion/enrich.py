@@ -21,6 +21,10 @@ class Derived(NamedTuple):
     book_imbalance: float | None
 
 
+_F = float | None
+DerivedValues = tuple[_F, _F, _F, _F, _F, _F, _F, _F]
+
+
 def derive(
     ltp: float,
     prev_close: float | None,
@@ -32,6 +36,22 @@ def derive(
     total_sell_qty: int | None,
 ) -> Derived:
     """Compute the derived fields from a tick's raw values."""
+    return Derived(
+        *derived_values(ltp, prev_close, bid_price, bid_qty, ask_price, ask_qty, total_buy_qty, total_sell_qty)
+    )
+
+
+def derived_values(
+    ltp: float,
+    prev_close: float | None,
+    bid_price: Sequence[float],
+    bid_qty: Sequence[int],
+    ask_price: Sequence[float],
+    ask_qty: Sequence[int],
+    total_buy_qty: int | None,
+    total_sell_qty: int | None,
+) -> DerivedValues:
+    """`derive`'s fields as a plain tuple, in `Derived`'s order: what the tick builder uses, once per tick."""
     change = change_pct = None
     if prev_close is not None and prev_close > 0:
         change = ltp - prev_close
@@ -51,4 +71,4 @@ def derive(
     if total_buy_qty is not None and total_sell_qty is not None and total_buy_qty + total_sell_qty > 0:
         book_imbalance = (total_buy_qty - total_sell_qty) / (total_buy_qty + total_sell_qty)
 
-    return Derived(change, change_pct, spread, spread_bps, mid, micro, imbalance, book_imbalance)
+    return change, change_pct, spread, spread_bps, mid, micro, imbalance, book_imbalance

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 from tickpipe_core import Tick, content_tick_id, get_logger, new_tick_id
 from tickpipe_core.settings import DataSource
-from tickpipe_ingestion.enrich import derive
+from tickpipe_ingestion.enrich import derived_values
 
 log = get_logger("ticks")
 
@@ -121,18 +121,26 @@ class TickBuilder:
         of its own: the same packet received twice is then the same tick. A packet without one (Kite
         quote and LTP packets) cannot be told from a genuinely repeated quote, so it gets a fresh id.
         """
+        counters = self.counters
         instrument_id = self.instruments.get((segment, security_id) if self._pair_key else security_id)
         if instrument_id is None:
-            self.counters["ticks.unknown_instrument"] += 1
+            counters["ticks.unknown_instrument"] += 1
             if not self.keep_unknown:
-                self.counters["ticks.dropped_unknown"] += 1
+                counters["ticks.dropped_unknown"] += 1
                 return None
-        self.counters["ticks"] += 1
-        exchange_ts, time_source = self._time(receive_ts, last_trade_ts, packet_ts)
-        if raw is not None and (last_trade_ts is not None or packet_ts is not None):
-            tick_id = content_tick_id(self._person, raw)
+        counters["ticks"] += 1
+        # The exchange's own time where it has one and it is sane (the common case, checked here);
+        # `_time` sorts out the rest: no time, an insane one, a fallback to the last-trade time.
+        candidate = last_trade_ts if packet_ts is None else packet_ts
+        time_source: Literal["exchange", "receive"]
+        if candidate is None:
+            exchange_ts, time_source = receive_ts, "receive"
+        elif EARLIEST <= candidate <= receive_ts + MAX_AHEAD:
+            exchange_ts, time_source = candidate, "exchange"
         else:
-            tick_id = new_tick_id()
+            exchange_ts, time_source = self._time(receive_ts, last_trade_ts, packet_ts)
+        # The packet's own bytes identify it where it has a time of its own; else a fresh id.
+        tick_id = content_tick_id(self._person, raw) if raw is not None and candidate is not None else new_tick_id()
         return Tick(
             tick_id,
             self.source,
@@ -163,7 +171,7 @@ class TickBuilder:
             ask_qty,
             ask_orders,
             instrument_id,
-            *derive(ltp, prev_close, bid_price, bid_qty, ask_price, ask_qty, total_buy_qty, total_sell_qty),
+            *derived_values(ltp, prev_close, bid_price, bid_qty, ask_price, ask_qty, total_buy_qty, total_sell_qty),
             last_trade_ts,
             packet_ts,
         )

@@ -8,26 +8,36 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from tickpipe_core import Tick
-from tickpipe_core.india import india_day
+from tickpipe_core.india import india_day, india_day_bounds
 from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.ticks import TickBuilder
+
+_SEGMENTS = wire.SEGMENTS
+_IST = wire.IST_OFFSET_SECONDS
+_HEADER_SIZE = wire.HEADER.size
+_LENGTHS = wire.LENGTHS
 
 # (frame, packet offset, packet length, receive time, output)
 _Handler = Callable[[bytes, int, int, datetime, "DecodedFrame"], None]
 
 
-@dataclass(slots=True)
 class DecodedFrame:
-    """What one frame held besides ticks: the events the connection must act on."""
+    """A frame's ticks, and the events in it the connection must act on (made once per frame: kept small)."""
 
-    ticks: list[Tick] = field(default_factory=list)
-    disconnect_code: int | None = None
-    market_status: list[int] = field(default_factory=list)
+    __slots__ = ("disconnect_code", "market_status", "ticks")
+
+    def __init__(self) -> None:
+        self.ticks: list[Tick] = []
+        self.disconnect_code: int | None = None
+        self.market_status: list[int] = _NONE  # a list of its own once a status packet comes
+
+
+_NONE: list[int] = []  # never appended to: `_market_status` gives a frame its own list
 
 
 @dataclass(slots=True)
@@ -47,7 +57,7 @@ class DhanDecoder:
         self.counters: Counter[str] = Counter()
         self.builder = builder if builder is not None else TickBuilder("dhan")
         self._state: dict[tuple[int, int], _InstrumentState] = {}
-        self._day = -1
+        self._day_start, self._day_end = india_day_bounds(-1)  # no day yet: the first frame starts one
         self._clock = EpochSeconds()
         self._bad = BadPackets("dhan", self.counters).report
         handlers: dict[int, _Handler] = {
@@ -66,12 +76,12 @@ class DhanDecoder:
     def decode(self, frame: bytes, receive_ts: datetime) -> DecodedFrame:
         """Decode every packet of a binary frame; bad packets are counted and logged, never raised."""
         out = DecodedFrame()
-        day = india_day(receive_ts)
-        if day != self._day:
-            self._state.clear()  # a new trading day: previous close and OI come again from the feed
-            self._day = day
+        if not self._day_start <= receive_ts < self._day_end:
+            # A new trading day: previous close and OI come again from the feed.
+            self._state.clear()
+            self._day_start, self._day_end = india_day_bounds(india_day(receive_ts))
         n = len(frame)
-        if n >= wire.HEADER.size and wire.LENGTHS.get(frame[0]) == n == frame[1] | frame[2] << 8:
+        if n >= _HEADER_SIZE and _LENGTHS.get(frame[0]) == n == frame[1] | frame[2] << 8:
             # The common case, one well-formed packet filling the frame: no walk needed.
             handler, key = self._handlers[frame[0]]
             self.counters[key] += 1
@@ -139,16 +149,20 @@ class DhanDecoder:
         if tick is not None:
             out.ticks.append(tick)
 
+    # Quote and full packets are most of a feed: their handlers inline the state lookup, the segment
+    # name and the time conversion (the same as `state`, `wire.segment_name` and `_ltt`).
+
     def _quote(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, day_open, day_close, day_high, day_low) = (
             wire.QUOTE_PACKET.unpack_from(frame, offset)
         )
-        st = self.state(seg, sid)
+        st = self._state.get((seg, sid)) or self.state(seg, sid)
         tick = self.builder.build(
-            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "quote",
+            _SEGMENTS.get(seg) or wire.segment_name(seg), sid, receive_ts,
+            self._clock.utc(ltt - _IST) if ltt > 0 else None, None, "quote",
             ltp, ltq, atp, volume, buy, sell, st.oi, None, None,
-            day_open, day_high, day_low, day_close, st.prev_close,
-            raw=frame[offset : offset + length],
+            day_open, day_high, day_low, day_close, st.prev_close, (), (), (), (), (), (),
+            frame[offset : offset + length],
         )  # fmt: skip
         if tick is not None:
             out.ticks.append(tick)
@@ -156,17 +170,16 @@ class DhanDecoder:
     def _full(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         v = wire.FULL_PACKET.unpack_from(frame, offset)
         (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, oi, oi_high, oi_low, day_open, day_close) = v[:16]
-        day_high, day_low = v[16], v[17]
-        depth = v[18:]
-        st = self.state(seg, sid)
+        st = self._state.get((seg, sid)) or self.state(seg, sid)
         st.oi = oi
-        # Depth levels are (bid qty, ask qty, bid orders, ask orders, bid price, ask price) x 5.
+        # Depth levels are (bid qty, ask qty, bid orders, ask orders, bid price, ask price) x 5, from v[18].
         tick = self.builder.build(
-            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "full",
+            _SEGMENTS.get(seg) or wire.segment_name(seg), sid, receive_ts,
+            self._clock.utc(ltt - _IST) if ltt > 0 else None, None, "full",
             ltp, ltq, atp, volume, buy, sell, oi, oi_high, oi_low,
-            day_open, day_high, day_low, day_close, st.prev_close,
-            depth[4::6], depth[0::6], depth[2::6], depth[5::6], depth[1::6], depth[3::6],
-            raw=frame[offset : offset + length],
+            day_open, v[16], v[17], day_close, st.prev_close,
+            v[22::6], v[18::6], v[20::6], v[23::6], v[19::6], v[21::6],
+            frame[offset : offset + length],
         )  # fmt: skip
         if tick is not None:
             out.ticks.append(tick)
@@ -181,6 +194,8 @@ class DhanDecoder:
 
     def _market_status(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         # The payload is undocumented; the header's security id field is what we can report.
+        if out.market_status is _NONE:
+            out.market_status = []
         out.market_status.append(wire.HEADER.unpack_from(frame, offset)[3])
 
     def _disconnect(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:

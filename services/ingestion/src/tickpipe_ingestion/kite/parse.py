@@ -59,9 +59,8 @@ class KiteDecoder:
 
     def _ltp(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last = wire.LTP_PACKET.unpack_from(frame, offset)
-        tick = self.builder.build(
-            wire.segment_name(token), token, receive_ts, None, None, "ltp", last / wire.divisor(token)
-        )
+        segment, d = wire.segment_and_divisor(token)
+        tick = self.builder.build(segment, token, receive_ts, None, None, "ltp", last / d)
         if tick is not None:
             out.append(tick)
 
@@ -71,10 +70,10 @@ class KiteDecoder:
         else:
             token, last, high, low, open_, close, _change = wire.INDEX_QUOTE_PACKET.unpack_from(frame, offset)
             ts = 0
-        d = wire.divisor(token)
+        segment, d = wire.segment_and_divisor(token)
         prev = close / d
         tick = self.builder.build(
-            wire.segment_name(token), token, receive_ts, None, self._utc(ts, self._clock),
+            segment, token, receive_ts, None, self._utc(ts, self._clock),
             "index_full" if length == wire.INDEX_FULL else "index_quote",
             last / d, None, None, None, None, None, None, None, None,
             open_ / d, high / d, low / d, prev, prev,
@@ -85,10 +84,10 @@ class KiteDecoder:
 
     def _quote(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last, qty, avg, volume, buy, sell, open_, high, low, close = wire.QUOTE_PACKET.unpack_from(frame, offset)
-        d = wire.divisor(token)
+        segment, d = wire.segment_and_divisor(token)
         prev = close / d
         tick = self.builder.build(
-            wire.segment_name(token), token, receive_ts, None, None, "quote",
+            segment, token, receive_ts, None, None, "quote",
             last / d, qty, avg / d, volume, buy, sell, None, None, None,
             open_ / d, high / d, low / d, prev, prev,
         )  # fmt: skip
@@ -99,11 +98,11 @@ class KiteDecoder:
         v = wire.FULL_PACKET.unpack_from(frame, offset)
         token, last, qty, avg, volume, buy, sell, open_, high, low, close, ltt, oi, oi_high, oi_low, ts = v[:16]
         depth = v[16:]
-        d = wire.divisor(token)
+        segment, d = wire.segment_and_divisor(token)
         prev = close / d
         # Depth entries are (quantity, price, orders): 5 buy levels, then 5 sell levels.
         tick = self.builder.build(
-            wire.segment_name(token), token, receive_ts,
+            segment, token, receive_ts,
             self._utc(ltt, self._trade_clock), self._utc(ts, self._clock), "full",
             last / d, qty, avg / d, volume, buy, sell, oi, oi_high, oi_low,
             open_ / d, high / d, low / d, prev, prev,
