@@ -136,6 +136,7 @@ def run(
                 previous = total or previous
                 if stored >= ticks or time.monotonic() - started > timeout_s:
                     break
+            feed_cpu_s = feed.cpu_seconds()
             for p in processes:
                 p.sample()
                 p.proc.send_signal(signal.SIGTERM)
@@ -151,7 +152,9 @@ def run(
             if '"worker_stopped"' in line
         ]
         counts, max_ms = merge(histograms)
-        return _report(ticks, rate, workers, numbers, series, counts, max_ms, (copy_rate, unindexed_rate), processes)
+        report = _report(ticks, rate, workers, numbers, series, counts, max_ms, (copy_rate, unindexed_rate), processes)
+        report["feed_server_cpu_s"] = round(feed_cpu_s, 2)
+        return report
     finally:
         for p in processes:
             if p.proc.poll() is None:

@@ -68,5 +68,6 @@ def bench(
     )
     for name, p in found["processes"].items():
         click.echo(f"{name:<18} {p['cpu_s']:>7.2f} CPU s, peak RSS {p['peak_rss_mb']:.0f} MB")
+    click.echo(f"{'feed server':<18} {found['feed_server_cpu_s']:>7.2f} CPU s (this bench's own, on this machine)")
     if not found["exactly_once"]:
         raise SystemExit(1)

@@ -58,7 +58,7 @@ class TickPublisher:
         topology: Topology,
         settings: IngestSettings,
         spool: Spool | None = None,
-        max_in_flight: int = 4,
+        max_in_flight: int = 16,
     ):
         self._url = amqp_url
         self._topology = topology

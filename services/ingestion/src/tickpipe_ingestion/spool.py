@@ -28,7 +28,7 @@ import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from tickpipe_core import ConfigError, get_logger
 
@@ -42,16 +42,15 @@ _SUFFIX = ".spool"
 _READ_CHUNK = 1 << 20
 
 
-@dataclass(frozen=True, order=True)
-class Position:
-    """A place in the spool: the end of a record (segment sequence number, byte offset)."""
+# Named tuples, not dataclasses: the publisher reads one Record (and two Positions) per frame.
+class Position(NamedTuple):
+    """A place in the spool: the end of a record (segment sequence number, byte offset); ordered."""
 
     segment: int
     offset: int
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     payload: bytes
     ticks: int
     start: Position

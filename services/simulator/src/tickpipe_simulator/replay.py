@@ -106,6 +106,12 @@ class ThreadedReplay:
             self._ready.set()
             await self._stop.wait()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server's thread has used so far (what serving the feed costs this machine)."""
+        if self._thread.ident is None or not self._thread.is_alive():
+            return 0.0
+        return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
+
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)

@@ -80,18 +80,24 @@ class DhanDecoder:
             # A new trading day: previous close and OI come again from the feed.
             self._state.clear()
             self._day_start, self._day_end = india_day_bounds(india_day(receive_ts))
-        n = len(frame)
-        if n >= _HEADER_SIZE and _LENGTHS.get(frame[0]) == n == frame[1] | frame[2] << 8:
-            # The common case, one well-formed packet filling the frame: no walk needed.
-            handler, key = self._handlers[frame[0]]
-            self.counters[key] += 1
-            handler(frame, 0, n, receive_ts, out)
-        else:
-            self._walk(frame, receive_ts, out)
+        # The common case, well-formed packets back to back: read each header's code and length in
+        # place. The first packet that is not (or a frame cut short) hands the rest to `_walk`.
+        n, offset = len(frame), 0
+        handlers, counters = self._handlers, self.counters
+        while offset < n:
+            length = frame[offset + 1] | frame[offset + 2] << 8 if offset + _HEADER_SIZE <= n else -1
+            code = frame[offset]
+            if _LENGTHS.get(code) != length or offset + length > n:
+                self._walk(frame, receive_ts, out, offset)
+                break
+            handler, key = handlers[code]
+            counters[key] += 1
+            handler(frame, offset, length, receive_ts, out)
+            offset += length
         return out
 
-    def _walk(self, frame: bytes, receive_ts: datetime, out: DecodedFrame) -> None:
-        for item in wire.walk(frame):
+    def _walk(self, frame: bytes, receive_ts: datetime, out: DecodedFrame, start: int = 0) -> None:
+        for item in wire.walk(frame, start):
             if isinstance(item, wire.FrameError):
                 self._bad(item.reason, item.data, item.offset)
                 continue

@@ -127,16 +127,16 @@ def _resumes_at(frame: bytes, pos: int) -> bool:
     return bool(LENGTHS.get(code) == length and pos + length <= len(frame))
 
 
-def walk(frame: bytes) -> Iterator[Packet | FrameError]:
+def walk(frame: bytes, start: int = 0) -> Iterator[Packet | FrameError]:
     """Yield each packet of a frame by its length field; a bad packet yields a FrameError.
 
     The SDK reads only the first packet of a frame; we walk them all. A packet whose length
     disagrees with its code is reported and skipped; the walk resumes after whichever of the two
     lengths (the field's or the code's) lands on the frame's end or a well-formed header, so that
     one corrupt length field does not take the good packets behind it along. A truncated packet or
-    a nonsense length ends the walk of that frame.
+    a nonsense length ends the walk of that frame. `start`: the offset of a packet to walk from.
     """
-    offset, end = 0, len(frame)
+    offset, end = start, len(frame)
     while offset < end:
         if end - offset < HEADER.size:
             yield FrameError("truncated header", offset, frame[offset:])
