@@ -57,6 +57,8 @@ Recorder = Callable[[float, int, bytes | str], None]
 # Handles one frame from the server; raises FeedError to reconnect, FeedAuthError to stop.
 FrameHandler = Callable[[bytes | str], Awaitable[None]]
 
+_YIELD_EVERY = 16  # frames handled between turns given to the loop's other tasks
+
 
 @dataclass
 class FeedConnection:
@@ -145,6 +147,11 @@ class FeedConnection:
                         self.frames += 1
                         self.last_frame = time.monotonic()
                         await self.on_frame(frame)
+                        if not self.frames % _YIELD_EVERY:
+                            # recv() returns a buffered frame without yielding to the loop: in a burst
+                            # the reader would have it to itself while the publisher (and the broker's
+                            # confirms) wait for the socket to run dry.
+                            await asyncio.sleep(0)
                         if self.ticks != ticks_then:
                             data_at, ticks_then = self.last_frame, self.ticks
                         if not got_data:
