@@ -137,7 +137,7 @@ async def publish(amqp_url: str, topology: Topology, ids: list[int], rate: float
 
 async def baseline(amqp_url: str, topology: Topology, ids: list[int], rate: float, seconds: float) -> list[float]:
     """The same stream to one bare consumer of the exchange: publish-to-receive latency without the gateway."""
-    from tickpipe_core.codec import decode_message
+    from tickpipe_core import decode_batch
 
     connection = await aio_pika.connect(amqp_url)
     latencies: list[float] = []
@@ -149,7 +149,7 @@ async def baseline(amqp_url: str, topology: Topology, ids: list[int], rate: floa
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             now = time.time()
-            latencies.extend(now - q.receive_time.timestamp() for q in decode_message(message.body).quotes[::4])
+            latencies.extend(now - t.receive_ts.timestamp() for t in decode_batch(message.body)[::4])
 
         await queue.consume(on_message, no_ack=True)
         await publish(amqp_url, topology, ids, rate, seconds)

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tickpipe_core import Tick
-from tickpipe_core.codec import encode_frame
+from tickpipe_core import Tick, encode_ticks
 from tickpipe_ingestion.dhan.parse import DhanDecoder
 from tickpipe_ingestion.spool import FsyncPolicy, Spool
 from tickpipe_simulator.dhan import encode_full
@@ -40,7 +39,7 @@ def frames_of_ticks(count: int) -> list[list[Tick]]:
 def encode_only(frames: list[list[Tick]]) -> float:
     start = time.perf_counter()
     for ticks in frames:
-        encode_frame(ticks)
+        encode_ticks(ticks)
     return time.perf_counter() - start
 
 
@@ -61,7 +60,7 @@ def spooled(frames: list[list[Tick]], policy: FsyncPolicy, base: Path) -> float:
             syncer = asyncio.create_task(every_second())
         start = time.perf_counter()
         for n, ticks in enumerate(frames):
-            spool.append(encode_frame(ticks), len(ticks))
+            spool.append(encode_ticks(ticks), len(ticks))
             if n % 256 == 0:
                 await asyncio.sleep(0)  # the feed's loop turns: the interval sync gets its turn
         elapsed = time.perf_counter() - start

@@ -1,10 +1,9 @@
 """The binary COPY rows tickpipe builds itself are, byte for byte, what PostgreSQL itself sends back.
 
-Ingestion encodes each tick's row once (`encode_row`, queue schema 2) and workers hand the bytes to
-COPY as they are, so the encoder is checked against the server: ticks of every shape (real decoded
-packets of both brokers, empty and uneven depth, every nullable field NULL, extreme values) are
-COPYd in through our bytes, then COPYd out in binary by PostgreSQL; the two byte strings must be
-equal, and our decoder must give back the same ticks.
+`encode_row` replaced psycopg's per-field adapters on the worker's path, so it is checked against
+the server: ticks of every shape (real decoded packets of both brokers, empty and uneven depth, every
+nullable field NULL, extreme values) are COPYd in through our bytes, then COPYd out in binary by
+PostgreSQL; the two byte strings must be equal, and our decoder must give back the same ticks.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from tickpipe_core.rows import (
     decode_rows,
     encode_latest_row,
     encode_row,
-    quote_of,
     split_rows,
 )
 
@@ -100,7 +98,7 @@ def test_rows_are_what_postgres_itself_sends_back(database_url: str, kind: str) 
 
 def test_latest_rows_are_what_postgres_itself_sends_back(database_url: str) -> None:
     ticks = [*_decoded_ticks()[:6], *_shapes()]
-    ours = b"".join(encode_latest_row(quote_of(t)) for t in ticks)
+    ours = b"".join(encode_latest_row(t) for t in ticks)
     like = "latest_quotes including defaults"
     theirs, values = _server_copy(database_url, "latest_check", like, LATEST_COLUMNS, ours)
     assert theirs == COPY_SIGNATURE + ours + COPY_TRAILER

@@ -12,7 +12,6 @@ import psycopg
 from tests.helpers import make_tick, until
 from tests.integration.pipeline import count_ticks, publish_bodies, queue_depths
 from tickpipe_core import Tick, Topology, decode_batch, encode_batch
-from tickpipe_core.codec import encode_batch_v1
 from tickpipe_core.settings import WorkerSettings
 from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers import TickWriter, Worker, run_workers
@@ -150,7 +149,7 @@ def test_a_message_delivered_too_often_goes_to_the_dead_letter_queue_and_the_res
 def test_ticks_no_column_can_hold_go_to_the_dead_letter_queue_alone_and_their_neighbours_land(
     database_url: str, amqp_url: str, topology: Topology
 ) -> None:
-    """An integer of 2**64-1 (no row can hold it), a NUL in text, and a row PostgreSQL refuses.
+    """An integer of 2**64-1 (the COPY encoder cannot write it), a NUL in text, and a row PostgreSQL refuses.
 
     The last is a data error no inspection predicts (here a trigger of this test's database raises one),
     so the batch is halved until the refused tick stands alone.
@@ -168,9 +167,7 @@ def test_ticks_no_column_can_hold_go_to_the_dead_letter_queue_alone_and_their_ne
         conn.execute("create trigger refuse_1002 before insert on ticks for each row execute function refuse_1002()")
     bodies = [
         encode_batch(neighbours[:10]),
-        # The bad ones share a message with good ones. A value no column holds cannot even be encoded as a
-        # row: only a schema-1 message (an earlier release's) can carry it.
-        encode_batch_v1([*neighbours[10:20], huge, *neighbours[20:30]]),
+        encode_batch([*neighbours[10:20], huge, *neighbours[20:30]]),  # the bad ones share a message with good ones
         encode_batch([nul, *neighbours[30:35], refused, *neighbours[35:40]]),
     ]
 
@@ -207,7 +204,7 @@ def test_ticks_no_column_can_hold_go_to_the_dead_letter_queue_alone_and_their_ne
 
     reasons = asyncio.run(dead_letters())
     assert reasons[1000] == f"volume={2**64 - 1} does not fit the column's int8"
-    assert reasons[1001] == "segment holds a NUL character"  # a schema-2 row, refused by the server, inspected
+    assert reasons[1001] == "segment holds a NUL character"
     assert "refused by the database" in reasons[1002]
 
 

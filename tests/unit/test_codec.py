@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 import pytest
 
 from tests.helpers import make_tick
 from tickpipe_core import DecodeError, decode_batch, encode_batch
-from tickpipe_core.codec import decode_message, encode_batch_v1
-from tickpipe_core.rows import encode_row, quote_of
 
 
-@pytest.mark.parametrize("encode", [encode_batch, encode_batch_v1])
-def test_round_trip_keeps_every_value_exactly(encode: Any) -> None:
+def test_round_trip_keeps_every_value_exactly() -> None:
     ticks = [make_tick(), make_tick(ltp=0.0025, prev_close=None, time_source="receive")]
-    assert decode_batch(encode(ticks)) == ticks
-
-
-def test_a_schema_2_message_carries_each_ticks_row_and_quote() -> None:
-    ticks = [make_tick(security_id=i, instrument_id=i * 10) for i in range(3)]
-    message = decode_message(encode_batch(ticks))
-    assert message.version == 2 and len(message) == 3
-    assert message.rows == b"".join(encode_row(t) for t in ticks)
-    assert message.quotes == [quote_of(t) for t in ticks]
-
-
-def test_quotes_that_do_not_match_the_count_are_refused() -> None:
-    raw = msgspec.msgpack.decode(encode_batch([make_tick(), make_tick()]))
-    raw[1] = 3
-    with pytest.raises(DecodeError, match="2 quotes for 3 ticks"):
-        decode_message(msgspec.msgpack.encode(raw))
+    assert decode_batch(encode_batch(ticks)) == ticks
 
 
 def test_times_come_back_timezone_aware() -> None:
@@ -52,20 +32,9 @@ def test_garbage_is_a_decode_error(body: bytes) -> None:
 
 
 def test_naive_time_is_rejected() -> None:
-    raw = msgspec.msgpack.decode(encode_batch_v1([make_tick()]))
+    raw = msgspec.msgpack.decode(encode_batch([make_tick()]))
     raw[1][0][4] = "2025-12-29T07:17:03"  # a naive time
     with pytest.raises(DecodeError):
-        decode_batch(msgspec.msgpack.encode(raw))
-    raw = msgspec.msgpack.decode(encode_batch([make_tick()]))
-    raw[3][0][4] = "2025-12-29T07:17:03"  # a quote's naive time
-    with pytest.raises(DecodeError):
-        decode_message(msgspec.msgpack.encode(raw))
-
-
-def test_rows_that_do_not_read_back_are_a_decode_error() -> None:
-    raw = msgspec.msgpack.decode(encode_batch([make_tick()]))
-    raw[2] = raw[2][:-5]
-    with pytest.raises(DecodeError, match="row cut short"):
         decode_batch(msgspec.msgpack.encode(raw))
 
 

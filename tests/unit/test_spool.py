@@ -7,20 +7,16 @@ import random
 import signal
 import subprocess
 import sys
-import zlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from tests.helpers import make_tick
-from tickpipe_core import ConfigError, Topology, decode_batch
-from tickpipe_core.codec import encode_frame, encode_ticks, envelope, envelope_v1
+from tickpipe_core import ConfigError, Topology, decode_batch, encode_ticks, envelope
 from tickpipe_core.settings import IngestSettings
 from tickpipe_ingestion import TickPublisher
-from tickpipe_ingestion.publisher import _messages
-from tickpipe_ingestion.spool import _RECORD, MAGIC, Spool, inspect
+from tickpipe_ingestion.spool import MAGIC, Spool, inspect
 
 
 def _payload(n: int) -> bytes:
@@ -189,36 +185,11 @@ def test_a_disk_that_fills_mid_write_leaves_no_torn_record(tmp_path: Path) -> No
     spool.close()
 
 
-@pytest.mark.parametrize(("encode", "join"), [(encode_frame, envelope), (encode_ticks, envelope_v1)])
-def test_encoded_parts_join_into_the_same_body_as_one_batch(encode: Any, join: Any) -> None:
+def test_encoded_parts_join_into_the_same_body_as_one_batch() -> None:
     for n in (0, 1, 15, 16, 70_000):
         ticks = [make_tick(security_id=i) for i in range(n)]
-        parts = [encode(ticks[: n // 3]), encode(ticks[n // 3 :])]
-        assert decode_batch(join(parts, n)) == ticks
-
-
-def test_an_earlier_releases_spool_is_published_after_an_upgrade_in_its_own_schema(tmp_path: Path) -> None:
-    """A TPSPOOL1 segment (whole ticks) left by an older ingestion, then new records: each message holds one
-    schema, and every tick comes back, in order."""
-    old = [[make_tick(security_id=f * 10 + i) for i in range(3)] for f in range(4)]
-    with open(tmp_path / f"{1:012d}.spool", "wb") as f:
-        f.write(b"TPSPOOL1")
-        for ticks in old:
-            payload = encode_ticks(ticks)
-            f.write(_RECORD.pack(len(payload), zlib.crc32(payload), len(ticks)) + payload)
-    spool = Spool(tmp_path, max_bytes=1 << 20)
-    assert spool.open().ticks == 12
-    new = [[make_tick(security_id=100 + f)] for f in range(3)]
-    for ticks in new:
-        spool.append(encode_frame(ticks), len(ticks))
-    messages = _messages(spool.read(10**9), size=500)
-    assert [m[0].schema for m in messages] == [1, 2]
-    bodies = [
-        (envelope if m[0].schema == 2 else envelope_v1)([r.payload for r in m], sum(r.ticks for r in m))
-        for m in messages
-    ]
-    assert [t for body in bodies for t in decode_batch(body)] == [t for ticks in old + new for t in ticks]
-    spool.close()
+        parts = [encode_ticks(ticks[: n // 3]), encode_ticks(ticks[n // 3 :])]
+        assert decode_batch(envelope(parts, n)) == ticks
 
 
 @pytest.mark.parametrize("seed", range(5))

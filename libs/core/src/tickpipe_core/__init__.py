@@ -7,6 +7,8 @@ from tickpipe_core.codec import (
     SCHEMA_VERSION,
     decode_batch,
     encode_batch,
+    encode_ticks,
+    envelope,
 )
 from tickpipe_core.errors import (
     ConfigError,
@@ -48,6 +50,8 @@ __all__ = [
     "content_tick_id",
     "decode_batch",
     "encode_batch",
+    "encode_ticks",
+    "envelope",
     "get_logger",
     "is_retryable",
     "new_tick_id",

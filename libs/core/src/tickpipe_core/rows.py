@@ -178,8 +178,25 @@ def encode_row(t: Tick) -> bytes:
 
 _NULLS_6 = _NULL * 6
 
-UNENCODABLE: tuple[type[Exception], ...] = (OverflowError, struct.error, ValueError, TypeError)
-"""What `encode_row` raises for a value its column cannot hold (an integer out of range, a wrong type)."""
+LATEST_COLUMNS = (
+    "source", "segment", "security_id", "instrument_id", "time", "receive_time", "tick_id", "ltp", "volume",
+    "oi", "change_pct", "bid_price", "bid_qty", "ask_price", "ask_qty",
+)  # fmt: skip
+_LATEST_HEAD = struct.pack(">h", len(LATEST_COLUMNS))
+
+
+def encode_latest_row(t: Tick) -> bytes:
+    """The tick as a binary COPY tuple of latest_quotes' `LATEST_COLUMNS` (the top of the book only)."""
+    n = _NULL
+    return b"".join((
+        _LATEST_HEAD, _text(t.source), _text(t.segment), _I8(8, t.security_id),
+        n if t.instrument_id is None else _I8(8, t.instrument_id), _time(t.exchange_ts), _time(t.receive_ts),
+        _UUID(16, t.tick_id.bytes), _F8(8, t.ltp), n if t.volume is None else _I8(8, t.volume),
+        n if t.oi is None else _I8(8, t.oi), n if t.change_pct is None else _F8(8, t.change_pct),
+        _F8(8, t.bid_price[0]) if t.bid_price else n, _I8(8, t.bid_qty[0]) if t.bid_qty else n,
+        _F8(8, t.ask_price[0]) if t.ask_price else n, _I8(8, t.ask_qty[0]) if t.ask_qty else n,
+    ))  # fmt: skip
+
 
 # -- the way back: rows -> fields (dead letters, isolation, tests) ------------------------------------
 
@@ -244,7 +261,7 @@ def decode_row(row: bytes) -> Tick:
             at += length
             values.append(_array_values(kind[:-2], data) if kind.endswith("[]") else _scalar(kind, data))
         return Tick(*values)
-    except (struct.error, UnicodeDecodeError, ValueError, TypeError, OverflowError) as e:
+    except (struct.error, UnicodeDecodeError, ValueError, TypeError) as e:
         raise ValueError(f"not a ticks row: {e}") from e
 
 
@@ -256,10 +273,7 @@ def decode_rows(rows: bytes | memoryview) -> list[Tick]:
 
 
 class Quote(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """A tick's top of book, travelling beside its row (one per tick, in the same order).
-
-    Its fields are latest_quotes' columns, in order (`LATEST_COLUMNS`).
-    """
+    """A tick's top of book, travelling beside its row (one per tick, in the same order)."""
 
     source: str
     segment: str
@@ -272,9 +286,9 @@ class Quote(msgspec.Struct, frozen=True, array_like=True, gc=False):
     volume: int | None
     oi: int | None
     change_pct: float | None
-    bid_price: float | None
+    bid: float | None
     bid_qty: int | None
-    ask_price: float | None
+    ask: float | None
     ask_qty: int | None
 
 
@@ -285,22 +299,3 @@ def quote_of(t: Tick) -> Quote:
         t.bid_price[0] if t.bid_price else None, t.bid_qty[0] if t.bid_qty else None,
         t.ask_price[0] if t.ask_price else None, t.ask_qty[0] if t.ask_qty else None,
     )  # fmt: skip
-
-
-LATEST_COLUMNS = Quote.__struct_fields__
-_LATEST_HEAD = struct.pack(">h", len(LATEST_COLUMNS))
-
-
-def encode_latest_row(q: Quote) -> bytes:
-    """The quote as a binary COPY tuple of latest_quotes' `LATEST_COLUMNS`."""
-    (source, segment, security_id, instrument_id, time, receive_time, tick_id, ltp, volume, oi, change_pct,
-     bid, bid_qty, ask, ask_qty) = astuple(q)  # fmt: skip
-    n = _NULL
-    return b"".join((
-        _LATEST_HEAD, _text(source), _text(segment), _I8(8, security_id),
-        n if instrument_id is None else _I8(8, instrument_id), _time(time), _time(receive_time),
-        _UUID(16, tick_id.bytes), _F8(8, ltp), n if volume is None else _I8(8, volume),
-        n if oi is None else _I8(8, oi), n if change_pct is None else _F8(8, change_pct),
-        n if bid is None else _F8(8, bid), n if bid_qty is None else _I8(8, bid_qty),
-        n if ask is None else _F8(8, ask), n if ask_qty is None else _I8(8, ask_qty),
-    ))  # fmt: skip

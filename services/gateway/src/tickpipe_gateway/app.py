@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -32,8 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose, WebSocketDisconnect
 
 from tickpipe_analytics.queries import match_instruments
-from tickpipe_core import ConfigError, Topology, get_logger
-from tickpipe_core.rows import Quote
+from tickpipe_core import ConfigError, Tick, Topology, get_logger
 from tickpipe_core.settings import ServeSettings
 from tickpipe_gateway.stream import Client, Hub, cancel, tick_message
 
@@ -256,16 +256,15 @@ def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topolo
         async with client.sending:
             rows = await run_in_threadpool(
                 query,
-                "select source, segment, security_id, instrument_id, time, receive_time, tick_id, ltp, volume, oi,"
-                " change_pct, bid_price[1] as bid_price, bid_qty[1] as bid_qty, ask_price[1] as ask_price,"
-                " ask_qty[1] as ask_qty from ticks"
+                "select tick_id, source, segment, security_id, time, receive_time, time_source, packet, ltp, volume,"
+                " oi, change_pct, bid_price, bid_qty, ask_price, ask_qty, instrument_id from ticks"
                 " where instrument_id = any(%s) and time >= %s order by time, receive_time limit %s",
                 (list(client.instruments), since, REPLAY_LIMIT),
             )
             for r in rows:
-                quote = Quote(**r)  # the columns are the quote's fields
-                client.skip.add(quote.tick_id)
-                await ws.send_text(tick_message(quote, symbols(quote.instrument_id or 0), replay=True).decode())
+                tick = _row_tick(r)
+                client.skip.add(tick.tick_id)
+                await ws.send_text(tick_message(tick, symbols(tick.instrument_id or 0), replay=True).decode())
             await ws.send_text(json.dumps({"type": "replay_done", "count": len(rows)}))
 
     def page(request: Request) -> Response:
@@ -298,3 +297,25 @@ def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topolo
 def _utc(t: datetime | None) -> datetime | None:
     """ISO times without a zone are UTC."""
     return None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _row_tick(r: dict[str, Any]) -> Tick:
+    return Tick(
+        tick_id=r["tick_id"] if isinstance(r["tick_id"], uuid.UUID) else uuid.UUID(str(r["tick_id"])),
+        source=r["source"],
+        segment=r["segment"],
+        security_id=r["security_id"],
+        exchange_ts=r["time"],
+        receive_ts=r["receive_time"],
+        time_source=r["time_source"],
+        packet=r["packet"],
+        ltp=r["ltp"],
+        volume=r["volume"],
+        oi=r["oi"],
+        change_pct=r["change_pct"],
+        bid_price=tuple(r["bid_price"] or ()),
+        bid_qty=tuple(r["bid_qty"] or ()),
+        ask_price=tuple(r["ask_price"] or ()),
+        ask_qty=tuple(r["ask_qty"] or ()),
+        instrument_id=r["instrument_id"],
+    )

@@ -26,9 +26,7 @@ import aio_pika
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from tickpipe_core import DecodeError, Topology, get_logger
-from tickpipe_core.codec import decode_message
-from tickpipe_core.rows import Quote, quote_of
+from tickpipe_core import DecodeError, Tick, Topology, decode_batch, get_logger
 from tickpipe_core.settings import redact_url
 from tickpipe_core.topology import TICKS_ROUTING_KEY
 
@@ -61,23 +59,23 @@ class TickMessage(msgspec.Struct, omit_defaults=False):
     replay: bool = False
 
 
-def tick_message(q: Quote, symbol: str | None, replay: bool = False) -> bytes:
-    """A tick (its quote) as the JSON a stream client receives."""
+def tick_message(t: Tick, symbol: str | None, replay: bool = False) -> bytes:
+    """A tick as the JSON a stream client receives."""
     return _json.encode(
         TickMessage(
-            instrument_id=q.instrument_id or 0,
+            instrument_id=t.instrument_id or 0,
             symbol=symbol,
-            time=q.time,
-            receive_time=q.receive_time,
-            ltp=q.ltp,
-            volume=q.volume,
-            oi=q.oi,
-            change_pct=q.change_pct,
-            bid=q.bid_price,
-            bid_qty=q.bid_qty,
-            ask=q.ask_price,
-            ask_qty=q.ask_qty,
-            tick_id=str(q.tick_id),
+            time=t.exchange_ts,
+            receive_time=t.receive_ts,
+            ltp=t.ltp,
+            volume=t.volume,
+            oi=t.oi,
+            change_pct=t.change_pct,
+            bid=t.bid_price[0] if t.bid_price else None,
+            bid_qty=t.bid_qty[0] if t.bid_qty else None,
+            ask=t.ask_price[0] if t.ask_price else None,
+            ask_qty=t.ask_qty[0] if t.ask_qty else None,
+            tick_id=str(t.tick_id),
             replay=replay,
         )
     )
@@ -180,17 +178,17 @@ class Hub:
 
     async def _on_batch(self, message: AbstractIncomingMessage) -> None:
         try:
-            decoded = decode_message(message.body)
+            ticks = decode_batch(message.body)
         except DecodeError as e:
             self.counters["bad_batches"] += 1
             log.warning("gateway_bad_batch", error=str(e))
             return
-        self.deliver(decoded.quotes if decoded.version == 2 else [quote_of(t) for t in decoded.ticks])
+        self.deliver(ticks)
 
-    def deliver(self, quotes: list[Quote]) -> None:
-        """Offer each tick (its quote) to its subscribers; a client with a full queue is dropped as too slow."""
-        self.counters["ticks_in"] += len(quotes)
-        for t in quotes:
+    def deliver(self, ticks: list[Tick]) -> None:
+        """Offer each tick to its subscribers; a client with a full queue is dropped as too slow."""
+        self.counters["ticks_in"] += len(ticks)
+        for t in ticks:
             subs = self._subscribers.get(t.instrument_id or 0)
             if not subs:
                 continue

@@ -1,12 +1,11 @@
 """Publishes the spool to RabbitMQ: persistent messages, publisher confirms, in order.
 
-`submit` encodes a frame's ticks once (their COPY rows and quotes, `encode_frame`) and appends them
-to the durable spool (spool.py) before anything else: from then on they are on disk until the
-broker confirms them. The flusher reads the spool in order, joins records into messages of up to
-`max_ticks_per_message` ticks, publishes up to `max_in_flight` at once and commits the confirmed
-prefix, which frees the spool's segments. A failed or returned (unroutable) publish rewinds the
-spool to the first unconfirmed record and is retried with backoff, so an outage costs disk, never
-ticks. A record published before a failure and
+`submit` encodes a frame's ticks once and appends them to the durable spool (spool.py) before
+anything else: from then on they are on disk until the broker confirms them. The flusher reads
+the spool in order, joins records into messages of up to `max_ticks_per_message` ticks, publishes up
+to `max_in_flight` at once and commits the confirmed prefix, which frees the spool's segments. A
+failed or returned (unroutable) publish rewinds the spool to the first unconfirmed record and is
+retried with backoff, so an outage costs disk, never ticks. A record published before a failure and
 again after it carries the same tick ids: the workers store it once.
 
 RabbitMQ need not be up: the connector keeps trying in the background while ticks spool.
@@ -23,9 +22,17 @@ import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 from prometheus_client import Histogram
 
-from tickpipe_core import CONTENT_TYPE, SCHEMA_HEADER, Backoff, Tick, Topology, get_logger
-from tickpipe_core.codec import encode_frame, envelope, envelope_v1
-from tickpipe_core.rows import UNENCODABLE
+from tickpipe_core import (
+    CONTENT_TYPE,
+    SCHEMA_HEADER,
+    SCHEMA_VERSION,
+    Backoff,
+    Tick,
+    Topology,
+    encode_ticks,
+    envelope,
+    get_logger,
+)
 from tickpipe_core.settings import IngestSettings, redact_url
 from tickpipe_core.topology import TICKS_ROUTING_KEY
 from tickpipe_ingestion.spool import Record, Spool
@@ -34,8 +41,7 @@ log = get_logger("publisher")
 
 _BACKOFF = Backoff(base=0.25, cap=5.0)
 _LOSS_LOG_INTERVAL_S = 10.0  # one line per interval while the spool is full, never one per frame
-_CLOSE_TIMEOUT_S = 2.0
-# SIGTERM: publish what we can in this long; the rest waits in the spool
+_CLOSE_TIMEOUT_S = 2.0  # SIGTERM: publish what we can in this long; the rest waits in the spool
 
 
 def spool_for(settings: IngestSettings) -> Spool:
@@ -98,32 +104,11 @@ class TickPublisher:
     def _spool(self, ticks: list[Tick]) -> None:
         if not ticks:
             return
-        try:
-            payload = encode_frame(ticks)
-        except UNENCODABLE:
-            ticks = self._storable(ticks)
-            if not ticks:
-                return
-            payload = encode_frame(ticks)
-        if self.spool.append(payload, len(ticks)):
+        if self.spool.append(encode_ticks(ticks), len(ticks)):
             self.counters["submitted"] += len(ticks)
             self._wakeup.set()
         else:
             self._lose(ticks)
-
-    def _storable(self, ticks: list[Tick]) -> list[Tick]:
-        """The ticks every column can hold. A decoder cannot make any other (the brokers' fields are 32-bit
-        at most), so one that does is a bug: it is counted and logged whole, so nothing of it is lost."""
-        kept = []
-        for tick in ticks:
-            try:
-                encode_frame([tick])
-            except UNENCODABLE as e:
-                self.counters["unstorable_ticks"] += 1
-                log.error("tick_unstorable", error=f"{type(e).__name__}: {e}", tick=repr(tick))
-                continue
-            kept.append(tick)
-        return kept
 
     def _lose(self, ticks: list[Tick]) -> None:
         """The spool is full (or its disk is): count what is lost, per instrument, so the gap can be repaired."""
@@ -248,13 +233,11 @@ class TickPublisher:
     async def _publish(self, records: list[Record]) -> None:
         assert self._exchange is not None
         count = sum(r.ticks for r in records)
-        schema = records[0].schema  # a message joins records of one schema (`_messages`)
-        join = envelope if schema == 2 else envelope_v1
         message = aio_pika.Message(
-            join([r.payload for r in records], count),
+            envelope([r.payload for r in records], count),
             content_type=CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            headers={SCHEMA_HEADER: schema, "x-tick-count": count},
+            headers={SCHEMA_HEADER: SCHEMA_VERSION, "x-tick-count": count},
         )
         # With publisher confirms on, publish() returns once the broker has confirmed the message.
         with self.publish_seconds.time():
@@ -308,12 +291,11 @@ class TickPublisher:
 
 
 def _messages(records: list[Record], size: int) -> list[list[Record]]:
-    """Consecutive records of one schema joined into messages of at most `size` ticks (a bigger record
-    goes alone)."""
+    """Consecutive records joined into messages of at most `size` ticks (a bigger record goes alone)."""
     out: list[list[Record]] = []
     ticks = size
     for record in records:
-        if ticks + record.ticks > size or record.schema != out[-1][-1].schema:
+        if ticks + record.ticks > size:
             out.append([])
             ticks = 0
         out[-1].append(record)

@@ -8,12 +8,9 @@ what is left, in order, before any newer tick, and the workers' dedup on tick_id
 published before the crash and again after it.
 
 On disk: `INGEST_SPOOL_DIR/<sequence>.spool` segments, each a magic header and then records of
-`length u32 | crc32 u32 | ticks u32 | payload`. The magic names the payloads' queue schema:
-`TPSPOOL2` (rows and quotes, `encode_frame`) is written; `TPSPOOL1` (whole ticks, an earlier
-release's) is still read, so an upgrade publishes what the old version left. A record cut short by
-a crash (or a disk that filled up mid-write) is found by its length and checksum when the spool is
-opened, counted, logged and cut off; it never stops a start. The directory is locked (flock), so
-two ingestions cannot share one.
+`length u32 | crc32 u32 | ticks u32 | payload`. A record cut short by a crash (or a disk that filled
+up mid-write) is found by its length and checksum when the spool is opened, counted, logged and cut
+off; it never stops a start. The directory is locked (flock), so two ingestions cannot share one.
 
 Durability against a crash of the process comes from the page cache (a write() that returned is in
 the kernel); against a crash of the machine, from fsync, as INGEST_SPOOL_FSYNC says: `interval`
@@ -39,8 +36,7 @@ log = get_logger("spool")
 
 FsyncPolicy = Literal["interval", "segment", "never"]
 
-MAGIC = b"TPSPOOL2"  # written; every magic is the same length
-SCHEMA_OF_MAGIC = {b"TPSPOOL1": 1, MAGIC: 2}
+MAGIC = b"TPSPOOL1"
 _RECORD = struct.Struct("<III")  # payload length, crc32 of the payload, ticks in it
 _SUFFIX = ".spool"
 _READ_CHUNK = 1 << 20
@@ -59,7 +55,6 @@ class Record(NamedTuple):
     ticks: int
     start: Position
     end: Position
-    schema: int = 2  # the queue schema of the payload (its segment's magic)
 
 
 @dataclass
@@ -68,7 +63,6 @@ class _Segment:
     path: Path
     size: int
     sealed: bool
-    schema: int = 2  # of its records' payloads
 
 
 @dataclass(frozen=True)
@@ -133,7 +127,7 @@ class Spool:
             if n_records == 0:
                 path.unlink()
                 continue
-            self._segments.append(_Segment(int(path.stem), path, good, sealed=True, schema=_schema_of(path)))
+            self._segments.append(_Segment(int(path.stem), path, good, sealed=True))
             self.bytes += good
             if len(self._segments) == 1:
                 self._cursor = Position(int(path.stem), skip)
@@ -292,13 +286,7 @@ class Spool:
                         break
                 start = Position(segment.seq, offset + at)
                 out.append(
-                    Record(
-                        bytes(view[at + _RECORD.size : end]),
-                        count,
-                        start,
-                        Position(segment.seq, offset + end),
-                        segment.schema,
-                    )
+                    Record(bytes(view[at + _RECORD.size : end]), count, start, Position(segment.seq, offset + end))
                 )
                 ticks += count
                 size += length
@@ -393,18 +381,13 @@ def _unconfirmed(directory: Path, mark: Position) -> list[tuple[Path, int]]:
     return out
 
 
-def _schema_of(path: Path) -> int:
-    with open(path, "rb") as f:
-        return SCHEMA_OF_MAGIC.get(f.read(len(MAGIC)), 2)
-
-
 def _scan(path: Path, repair: bool, skip_before: int = 0) -> tuple[int, int, int, int]:
     """Check one segment: (good bytes, records and ticks from `skip_before` on, torn records).
 
     With `repair`, a torn record (and whatever follows it) is cut off the file.
     """
     data = path.read_bytes()
-    if data[: len(MAGIC)] not in SCHEMA_OF_MAGIC:
+    if not data.startswith(MAGIC):
         log.error("spool_segment_unreadable", path=str(path), size=len(data))
         return 0, 0, 0, 1 if data else 0
     at, records, ticks = len(MAGIC), 0, 0

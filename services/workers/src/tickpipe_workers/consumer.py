@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import struct
 import time
 from collections import Counter
 
@@ -34,12 +35,13 @@ from tickpipe_core import (
     StorageError,
     Tick,
     Topology,
+    decode_batch,
+    encode_batch,
     get_logger,
     is_retryable,
 )
-from tickpipe_core.codec import decode_message, encode_batch_v1, encode_rows
 from tickpipe_core.metrics import MetricsServer, registry_of
-from tickpipe_core.rows import FIELDS, TYPES, UNENCODABLE, Quote, decode_row, encode_row, quote_of, split_rows
+from tickpipe_core.rows import FIELDS, TYPES
 from tickpipe_core.settings import MetricsSettings, WorkerSettings, redact_url
 from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers.checks import unstorable
@@ -199,8 +201,7 @@ class Worker:
         return batch
 
     async def _commit(self, batch: list[AbstractIncomingMessage], stop: asyncio.Event) -> None:
-        parts: list[bytes] = []  # binary COPY rows, a message's at a time
-        quotes: list[Quote] = []  # one per row, in the same order
+        ticks: list[Tick] = []
         for message in batch:
             deliveries = _deliveries(message)
             if deliveries >= self._settings.max_deliveries:
@@ -210,26 +211,23 @@ class Worker:
                 )
                 continue
             try:
-                decoded = decode_message(message.body)
+                ticks.extend(decode_batch(message.body))
             except DecodeError as e:
                 await self._dead_letter(message, str(e))
-                continue
-            if decoded.version == 2:
-                parts.append(decoded.rows)
-                quotes += decoded.quotes
-            else:
-                await self._take_whole_ticks(decoded.ticks, message, parts, quotes)
-        rows = b"".join(parts)
         attempt = 0
         started = time.perf_counter()
         while True:
             try:
-                inserted = await self._writer.write_rows(rows, quotes)
+                inserted = await self._writer.write(ticks)
                 self.database_ok = True
                 break
+            except _UNENCODABLE as e:
+                # A value the COPY encoder cannot write: isolate the ticks that hold one, keep the rest.
+                ticks = await self._isolate(ticks, batch[0], f"{type(e).__name__}: {e}")
+                continue
             except StorageError as e:
                 if _is_data_error(e):
-                    rows, quotes = await self._isolate(rows, quotes, batch[0], str(e))
+                    ticks = await self._isolate(ticks, batch[0], str(e))
                     continue
                 self.counters["write_failures"] += 1
                 self.database_ok = False
@@ -238,91 +236,70 @@ class Worker:
                     self.log.warning("batch_left_for_redelivery", error=str(e), messages=len(batch))
                     return
                 if not is_retryable(e):
-                    self.log.error("batch_failed", error=str(e), rows=len(quotes))
+                    self.log.error("batch_failed", error=str(e), rows=len(ticks))
                 # Even a non-retryable error may be a schema fix away; keep the batch (unacked) and retry.
                 delay = _COMMIT_BACKOFF.delay(attempt)
                 attempt += 1
-                self.log.warning("batch_retry", error=str(e), attempt=attempt, delay_s=delay, rows=len(quotes))
+                self.log.warning("batch_retry", error=str(e), attempt=attempt, delay_s=delay, rows=len(ticks))
                 with contextlib.suppress(TimeoutError):  # a SIGTERM ends the wait
                     await asyncio.wait_for(stop.wait(), delay)
         latency = time.perf_counter() - started
         self.commit_seconds.observe(latency)
-        self._latency_interval.record_batch(q.receive_time for q in quotes[::SAMPLE_EVERY])
-        if quotes:
-            self.newest_exchange_ts = max(self.newest_exchange_ts, max(q.time for q in quotes).timestamp())
+        self._latency_interval.record_batch(t.receive_ts for t in ticks[::SAMPLE_EVERY])
+        if ticks:
+            self.newest_exchange_ts = max(self.newest_exchange_ts, max(t.exchange_ts for t in ticks).timestamp())
         await self._ack(batch)
         self.counters["batches"] += 1
         self.counters["messages"] += len(batch)
-        self.counters["rows"] += len(quotes)
+        self.counters["rows"] += len(ticks)
         self.counters["rows_inserted"] += inserted
         self.counters["commit_ms_total"] += int(latency * 1000)
-        self.counters["max_batch_rows"] = max(self.counters["max_batch_rows"], len(quotes))
+        self.counters["max_batch_rows"] = max(self.counters["max_batch_rows"], len(ticks))
 
-    async def _take_whole_ticks(
-        self, ticks: list[Tick], message: AbstractIncomingMessage, parts: list[bytes], quotes: list[Quote]
-    ) -> None:
-        """A schema-1 message's ticks as rows; one with a value no column can hold goes alone to the dead letters."""
-        for tick in ticks:
-            try:
-                parts.append(encode_row(tick))
-            except UNENCODABLE as e:
-                reason = unstorable(tick, FIELDS, TYPES) or f"{type(e).__name__}: {e}"
-                await self._publish_dead(encode_batch_v1([tick]), 1, message, reason)
-                self._log_dead_tick(reason, tick.security_id, str(tick.tick_id))
-                continue
-            quotes.append(quote_of(tick))
+    async def _isolate(self, ticks: list[Tick], template: AbstractIncomingMessage, error: str) -> list[Tick]:
+        """Dead-letter the ticks that cannot be stored as they are (with the reason); return the rest.
 
-    async def _isolate(
-        self, rows: bytes, quotes: list[Quote], template: AbstractIncomingMessage, error: str
-    ) -> tuple[bytes, list[Quote]]:
-        """PostgreSQL refused the batch's data: halve it until the refused ticks stand alone, dead-letter
-        them with the reason, and return the rest."""
-        try:
-            units = list(zip(split_rows(rows), quotes, strict=True))
-        except ValueError as e:
-            raise StorageError(f"batch failed and its rows do not read back ({e}): {error}") from None
-        bad = await self._bisect(units)
+        Ticks whose values do not fit their columns are found by inspection; if PostgreSQL still
+        refuses the rest, they are halved until the refused ones stand alone.
+        """
+        bad = [(t, reason) for t in ticks if (reason := unstorable(t, FIELDS, TYPES))]
+        if not bad:
+            bad = await self._bisect(ticks)
         if not bad:  # nothing isolated: the failure was not in the data after all; retry it as it is
             raise StorageError(f"batch failed and no tick explains it: {error}")
-        for (row, quote), refusal in bad:
-            reason = _inspected(row) or refusal  # "segment holds a NUL character" says more than the server
-            await self._publish_dead(encode_rows(row, [quote]), SCHEMA_VERSION, template, reason)
-            self._log_dead_tick(reason, quote.security_id, str(quote.tick_id))
-        rejected = {id(unit) for unit, _ in bad}
-        kept = [unit for unit in units if id(unit) not in rejected]
-        return b"".join(row for row, _ in kept), [quote for _, quote in kept]
+        rejected = {id(t) for t, _ in bad}
+        for tick, reason in bad:
+            await self._dead_letter_ticks([tick], template, reason)
+        self.counters["ticks_dead_lettered"] += len(bad)
+        return [t for t in ticks if id(t) not in rejected]
 
-    async def _bisect(self, units: list[tuple[bytes, Quote]]) -> list[tuple[tuple[bytes, Quote], str]]:
+    async def _bisect(self, ticks: list[Tick]) -> list[tuple[Tick, str]]:
         """Write halves in their own transactions until the ticks PostgreSQL refuses stand alone."""
         try:
-            await self._writer.write_rows(b"".join(row for row, _ in units), [quote for _, quote in units])
+            await self._writer.write(ticks)
             return []
-        except StorageError as e:
-            if not _is_data_error(e):
+        except _WRITE_FAILURES as e:
+            if isinstance(e, StorageError) and not _is_data_error(e):
                 raise
-            if len(units) == 1:
-                return [(units[0], str(e))]
-            half = len(units) // 2
-            return await self._bisect(units[:half]) + await self._bisect(units[half:])
+            if len(ticks) == 1:
+                return [(ticks[0], str(e))]
+            half = len(ticks) // 2
+            return await self._bisect(ticks[:half]) + await self._bisect(ticks[half:])
 
-    async def _publish_dead(
-        self, body: bytes, schema: int, template: AbstractIncomingMessage, reason: str, ticks: int = 1
-    ) -> None:
-        """A message of `ticks` ticks the database cannot take, to the dead letters with the reason."""
+    async def _dead_letter_ticks(self, ticks: list[Tick], template: AbstractIncomingMessage, reason: str) -> None:
         assert self._dead is not None
         await self._dead.publish(
             aio_pika.Message(
-                body,
-                headers={SCHEMA_HEADER: schema, DEAD_REASON_HEADER: reason[:1000], "x-tick-count": ticks},
+                encode_batch(ticks),
+                headers={SCHEMA_HEADER: SCHEMA_VERSION, DEAD_REASON_HEADER: reason[:1000]},
                 content_type=CONTENT_TYPE,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
             routing_key=template.routing_key or "",
         )
-        self.counters["ticks_dead_lettered"] += ticks
-
-    def _log_dead_tick(self, reason: str, security_id: int, tick_id: str) -> None:
-        self.log.error("tick_dead_lettered", reason=reason, security_id=security_id, tick_id=tick_id)
+        self.log.error(
+            "tick_dead_lettered", reason=reason, security_id=ticks[0].security_id, tick_id=str(ticks[0].tick_id)
+        )
 
     async def _ack(self, batch: list[AbstractIncomingMessage]) -> None:
         """One multiple-ack for the whole batch, only ever after its commit."""
@@ -378,12 +355,9 @@ class Worker:
             last, last_t = rows, now
 
 
-def _inspected(row: bytes) -> str | None:
-    """Why a row the database refused cannot be stored, where inspecting its values tells."""
-    try:
-        return unstorable(decode_row(row), FIELDS, TYPES)
-    except ValueError:
-        return None
+# What the binary COPY encoder raises for a value its column type cannot hold (not a psycopg error).
+_UNENCODABLE: tuple[type[Exception], ...] = (OverflowError, struct.error, ValueError, TypeError)
+_WRITE_FAILURES: tuple[type[Exception], ...] = (StorageError, *_UNENCODABLE)
 
 
 def _is_data_error(e: StorageError) -> bool:

@@ -1,12 +1,11 @@
 """Writes tick batches into the `ticks` hypertable with binary COPY, idempotently.
 
-A batch arrives as rows already in binary COPY format (ingestion encoded each tick once,
-`tickpipe_core.rows`) and their quotes; the rows go to PostgreSQL as one buffer, so the worker
-builds no object per tick. The fast path COPYs straight into `ticks`. If the batch holds a tick that
-is already stored (a redelivered message), the transaction is rolled back and the batch goes
-through a staging table with `INSERT ... ON CONFLICT DO NOTHING` instead, so redelivery never
-duplicates a row and never fails a batch. Redelivery is rare: the common case is one COPY and one
-commit.
+Each tick becomes its binary COPY row in one step (`tickpipe_core.rows.encode_row`), and the batch's
+rows go to PostgreSQL as one buffer: no per-field adapters (they were most of a worker's CPU).
+The fast path COPYs straight into `ticks`. If the batch holds a tick that is already stored (a
+redelivered message), the transaction is rolled back and the batch goes through a staging table
+with `INSERT ... ON CONFLICT DO NOTHING` instead, so redelivery never duplicates a row and never
+fails a batch. Redelivery is rare, so the common case costs one COPY and one commit.
 
 latest_quotes takes the newest tick of each instrument in the batch: COPYd into a temporary table
 and upserted by one set-based statement (a statement per instrument cost the server more).
@@ -21,16 +20,7 @@ import psycopg
 from psycopg import sql
 
 from tickpipe_core import StorageError, Tick, get_logger
-from tickpipe_core.rows import (
-    COLUMNS,
-    COPY_SIGNATURE,
-    COPY_TRAILER,
-    LATEST_COLUMNS,
-    Quote,
-    encode_latest_row,
-    encode_row,
-    quote_of,
-)
+from tickpipe_core.rows import COLUMNS, COPY_SIGNATURE, COPY_TRAILER, LATEST_COLUMNS, encode_latest_row, encode_row
 from tickpipe_core.settings import redact_url
 
 log = get_logger("writer")
@@ -62,14 +52,14 @@ _UPSERT_LATEST = sql.SQL(
 )
 
 
-def latest_quotes(quotes: Sequence[Quote]) -> list[Quote]:
-    """The newest quote of each instrument in the batch (by receive time, then exchange time)."""
-    latest: dict[tuple[str, str, int], Quote] = {}
-    for q in quotes:
-        key = (q.source, q.segment, q.security_id)
+def latest_ticks(ticks: Sequence[Tick]) -> list[Tick]:
+    """The newest tick of each instrument in the batch (by receive time, then exchange time)."""
+    latest: dict[tuple[str, str, int], Tick] = {}
+    for t in ticks:
+        key = (t.source, t.segment, t.security_id)
         seen = latest.get(key)
-        if seen is None or (q.receive_time, q.time) >= (seen.receive_time, seen.time):
-            latest[key] = q
+        if seen is None or (t.receive_ts, t.exchange_ts) >= (seen.receive_ts, seen.exchange_ts):
+            latest[key] = t
     return list(latest.values())
 
 
@@ -97,24 +87,21 @@ class TickWriter:
         return self._conn
 
     async def write(self, ticks: Sequence[Tick]) -> int:
-        """`write_rows` of whole ticks (raises struct.error or OverflowError for a value no column holds)."""
-        return await self.write_rows(b"".join([encode_row(t) for t in ticks]), [quote_of(t) for t in ticks])
+        """Store the ticks and update latest_quotes in one transaction; return how many ticks were new.
 
-    async def write_rows(self, rows: bytes, quotes: Sequence[Quote]) -> int:
-        """Store the rows and update latest_quotes in one transaction; return how many ticks were new.
-
-        `rows` are binary COPY tuples of `ticks`, one per quote, in the same order.
+        A value no column can hold raises (struct.error, OverflowError) before any transaction.
         """
-        if not quotes:
+        if not ticks:
             return 0
-        latest = b"".join([encode_latest_row(q) for q in latest_quotes(quotes)])
+        rows = b"".join([encode_row(t) for t in ticks])
+        latest = b"".join([encode_latest_row(t) for t in latest_ticks(ticks)])
         conn = await self._connection()
         try:
             try:
                 async with conn.transaction(), conn.cursor() as cur:
                     await self._copy(cur, _COPY_TICKS, rows)
                     await self._upsert_latest(cur, latest)
-                return len(quotes)
+                return len(ticks)
             except psycopg.errors.UniqueViolation:
                 self.duplicate_batches += 1
             async with conn.transaction(), conn.cursor() as cur:
@@ -123,10 +110,10 @@ class TickWriter:
                 await cur.execute(_MERGE_STAGE)
                 inserted = cur.rowcount
                 await self._upsert_latest(cur, latest)
-            log.info("batch_had_duplicates", rows=len(quotes), inserted=inserted)
+            log.info("batch_had_duplicates", rows=len(ticks), inserted=inserted)
             return inserted
         except psycopg.Error as e:
-            raise StorageError(f"writing {len(quotes)} ticks failed: {type(e).__name__}: {e}") from e
+            raise StorageError(f"writing {len(ticks)} ticks failed: {type(e).__name__}: {e}") from e
 
     async def _upsert_latest(self, cur: psycopg.AsyncCursor[tuple[Any, ...]], rows: bytes) -> None:
         await self._copy(cur, _COPY_LATEST_STAGE, rows)
