@@ -1,13 +1,10 @@
 """A tick as the hypertable's row, in PostgreSQL's binary COPY format: encoded once, at ingestion.
 
-Schema 2 of the queue carries each tick as the bytes of its `ticks` row (a binary COPY tuple, in
-`COLUMNS` order) plus a small `Quote` (what latest_quotes and the live stream need). A worker streams
-the rows of a whole batch into `COPY ticks FROM STDIN (FORMAT binary)` without building an object
-per tick; the quotes, one per tick in the same order, become one latest_quotes upsert per batch.
-
-`encode_row` runs once per tick on ingestion's hot path, so it spells each field out instead of
-looping over a table; `decode_rows` (dead letters, tests) and `split_rows` (isolating a row the
-database refuses) are the slow, careful way back.
+A worker encodes each tick of a batch into its `ticks` row (a binary COPY tuple, in `COLUMNS`
+order) and hands the batch's rows to `COPY ticks FROM STDIN (FORMAT binary)` as one buffer:
+psycopg's per-field adapters cost several times more. `encode_row` runs once per tick, so it spells
+each field out instead of looping over a table; `decode_rows` and `split_rows` are the slow, careful
+way back (tests).
 """
 
 from __future__ import annotations
@@ -19,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-import msgspec
 from msgspec.structs import astuple
 
-from tickpipe_core.tick import AwareDatetime, Tick
+from tickpipe_core.tick import Tick
 
 # Tick field -> (column, PostgreSQL type), in Tick's field order: a row is the tick's fields in order.
 COLUMN_OF_FIELD: dict[str, tuple[str, str]] = {
@@ -267,35 +263,3 @@ def decode_row(row: bytes) -> Tick:
 
 def decode_rows(rows: bytes | memoryview) -> list[Tick]:
     return [decode_row(r) for r in split_rows(rows)]
-
-
-# -- the quote: what latest_quotes and the live stream read of each tick ------------------------------
-
-
-class Quote(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """A tick's top of book, travelling beside its row (one per tick, in the same order)."""
-
-    source: str
-    segment: str
-    security_id: int
-    instrument_id: int | None
-    time: AwareDatetime
-    receive_time: AwareDatetime
-    tick_id: uuid.UUID
-    ltp: float
-    volume: int | None
-    oi: int | None
-    change_pct: float | None
-    bid: float | None
-    bid_qty: int | None
-    ask: float | None
-    ask_qty: int | None
-
-
-def quote_of(t: Tick) -> Quote:
-    return Quote(
-        t.source, t.segment, t.security_id, t.instrument_id, t.exchange_ts, t.receive_ts, t.tick_id, t.ltp,
-        t.volume, t.oi, t.change_pct,
-        t.bid_price[0] if t.bid_price else None, t.bid_qty[0] if t.bid_qty else None,
-        t.ask_price[0] if t.ask_price else None, t.ask_qty[0] if t.ask_qty else None,
-    )  # fmt: skip

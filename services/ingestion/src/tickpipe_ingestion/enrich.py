@@ -7,7 +7,7 @@ side of the book) rather than a fake zero or a division error.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Derived(NamedTuple):
@@ -25,20 +25,9 @@ _F = float | None
 DerivedValues = tuple[_F, _F, _F, _F, _F, _F, _F, _F]
 
 
-def derive(
-    ltp: float,
-    prev_close: float | None,
-    bid_price: Sequence[float],
-    bid_qty: Sequence[int],
-    ask_price: Sequence[float],
-    ask_qty: Sequence[int],
-    total_buy_qty: int | None,
-    total_sell_qty: int | None,
-) -> Derived:
-    """Compute the derived fields from a tick's raw values."""
-    return Derived(
-        *derived_values(ltp, prev_close, bid_price, bid_qty, ask_price, ask_qty, total_buy_qty, total_sell_qty)
-    )
+def derive(*values: Any) -> Derived:
+    """`derived_values`, named (the tick builder, once per tick, takes the plain tuple)."""
+    return Derived(*derived_values(*values))
 
 
 def derived_values(
@@ -51,7 +40,7 @@ def derived_values(
     total_buy_qty: int | None,
     total_sell_qty: int | None,
 ) -> DerivedValues:
-    """`derive`'s fields as a plain tuple, in `Derived`'s order: what the tick builder uses, once per tick."""
+    """Compute the derived fields from a tick's raw values, in `Derived`'s order."""
     change = change_pct = None
     if prev_close is not None and prev_close > 0:
         change = ltp - prev_close
