@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import inspect
 import os
 import signal
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 log = get_logger("cli")
-
-_GC_THRESHOLD = 50_000
 
 CAPTURE = click.Path(dir_okay=False, path_type=Path)
 WATCHLIST = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -53,11 +50,6 @@ def run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop_w
     vanished mid-call) is cancelled, and a process still stuck a second later exits at once: what it
     had not finished is unacked (RabbitMQ redelivers it) or spooled, never lost.
     """
-
-    # Ticks are made and dropped by the hundred thousand, and hardly ever in reference cycles; at the
-    # default threshold (700) the cyclic collector ran about 1,100 times in a 200k-tick run and took a
-    # quarter of a worker's CPU. Collected once per 50,000 surviving allocations instead: 6 times.
-    gc.set_threshold(_GC_THRESHOLD, 20, 100)
 
     async def runner() -> None:
         stop = asyncio.Event()
