@@ -264,6 +264,11 @@ def _cleanup(server_url: str, db: str, amqp_url: str, prefix: str) -> None:
         log.warning("bench_cleanup_failed", prefix=prefix, error=f"{type(e).__name__}: {e}")
 
 
+def rate_label(rate: float | str) -> str:
+    """The rate as words: 'at 10,000/s', or 'flat out'."""
+    return rate if isinstance(rate, str) else f"at {rate:,.0f}/s"
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     """Throughput and receive-to-commit latency over the run."""
     import matplotlib
@@ -278,7 +283,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     top.plot(t[1:], rates, color="tab:blue")
     top.set_ylabel("ticks stored / s")
     top.set_title(
-        f"tickpipe bench: {report['ticks_sent']:,} ticks at {report['rate']}/s, {report['workers']} worker(s); "
+        f"tickpipe bench: {report['ticks_sent']:,} ticks {rate_label(report['rate'])}, {report['workers']} worker(s); "
         f"sustained {report['sustained_ticks_per_s'] or 0:,}/s = {report['ratio_to_copy'] or 0:.2f} of COPY"
     )
     for key, color in (("p50_ms", "tab:green"), ("p99_ms", "tab:red")):

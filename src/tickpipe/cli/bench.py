@@ -52,7 +52,8 @@ def bench(
     if plot is not None:
         measure.plot(found, plot)
     latency = found["receive_to_commit_ms"]
-    click.echo(f"sent {found['ticks_sent']:,} at {found['rate']}/s, {workers} worker(s); stored {found['stored']:,}")
+    rate_label = measure.rate_label(found["rate"])
+    click.echo(f"sent {found['ticks_sent']:,} {rate_label}, {workers} worker(s); stored {found['stored']:,}")
     click.echo(f"exactly once       {'yes' if found['exactly_once'] else 'NO'} ({found['duplicates']} duplicates)")
     click.echo(
         f"sustained          {found['sustained_ticks_per_s'] or 0:,} ticks/s = {found['ratio_to_copy'] or 0:.2f} "
