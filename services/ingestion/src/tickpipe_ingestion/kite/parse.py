@@ -26,6 +26,15 @@ class KiteDecoder:
         self._clock = EpochSeconds()  # packet times
         self._trade_clock = EpochSeconds()  # last-trade times: a second cache, so the two never evict each other
         self._bad = BadPackets("kite", self.counters).report
+        # Packet length -> (handler, its counter's key): one lookup per packet, no string formatting.
+        handlers = {
+            wire.FULL: self._full,
+            wire.QUOTE: self._quote,
+            wire.LTP: self._ltp,
+            wire.INDEX_QUOTE: self._index,
+            wire.INDEX_FULL: self._index,
+        }
+        self._handlers = {length: (handler, f"packets.{length}") for length, handler in handlers.items()}
 
     def decode(self, frame: bytes, receive_ts: datetime) -> list[Tick]:
         """Every packet of a binary frame; a heartbeat gives none. Bad packets are counted, never raised."""
@@ -33,23 +42,19 @@ class KiteDecoder:
             self.counters["heartbeats"] += 1
             return []
         out: list[Tick] = []
+        handlers, counters = self._handlers, self.counters
         for item in wire.walk(frame):
             if isinstance(item, wire.FrameError):
                 self._bad(item.reason, item.data, item.offset)
                 continue
             offset, length = item
-            if length == wire.FULL:
-                self._full(frame, offset, receive_ts, out)
-            elif length == wire.QUOTE:
-                self._quote(frame, offset, receive_ts, out)
-            elif length == wire.LTP:
-                self._ltp(frame, offset, receive_ts, out)
-            elif length in (wire.INDEX_QUOTE, wire.INDEX_FULL):
-                self._index(frame, offset, length, receive_ts, out)
-            else:
+            entry = handlers.get(length)
+            if entry is None:
                 self._bad(f"unknown packet length {length}", frame[offset : offset + length], offset)
                 continue
-            self.counters[f"packets.{length}"] += 1
+            handler, key = entry
+            handler(frame, offset, length, receive_ts, out)
+            counters[key] += 1
         return out
 
     def _utc(self, seconds: int, clock: EpochSeconds) -> datetime | None:
@@ -57,7 +62,7 @@ class KiteDecoder:
 
     # Wire fields in, TickBuilder.build out.
 
-    def _ltp(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
+    def _ltp(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last = wire.LTP_PACKET.unpack_from(frame, offset)
         segment, d = wire.segment_and_divisor(token)
         tick = self.builder.build(segment, token, receive_ts, None, None, "ltp", last / d)
@@ -82,7 +87,7 @@ class KiteDecoder:
         if tick is not None:
             out.append(tick)
 
-    def _quote(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
+    def _quote(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last, qty, avg, volume, buy, sell, open_, high, low, close = wire.QUOTE_PACKET.unpack_from(frame, offset)
         segment, d = wire.segment_and_divisor(token)
         prev = close / d
@@ -94,7 +99,7 @@ class KiteDecoder:
         if tick is not None:
             out.append(tick)
 
-    def _full(self, frame: bytes, offset: int, receive_ts: datetime, out: list[Tick]) -> None:
+    def _full(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
         v = wire.FULL_PACKET.unpack_from(frame, offset)
         token, last, qty, avg, volume, buy, sell, open_, high, low, close, ltt, oi, oi_high, oi_low, ts = v[:16]
         depth = v[16:]
