@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import struct
 import time
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -23,10 +25,9 @@ from tickpipe_core.rows import (
     COPY_SIGNATURE,
     COPY_TRAILER,
     LATEST_COLUMNS,
-    decode_rows,
+    TYPES,
     encode_latest_row,
     encode_row,
-    split_rows,
 )
 
 
@@ -121,3 +122,74 @@ def test_a_damaged_row_is_reported_not_misread() -> None:
         list(split_rows(row[:-3]))
     with pytest.raises(ValueError, match="fields"):
         list(split_rows(b"\x00\x05" + row[2:]))
+
+
+# -- the way back, rows -> ticks: a slow, careful reader of our rows, to check them against ---------
+
+
+def split_rows(rows: bytes | memoryview) -> Iterator[bytes]:
+    """Each tuple of a run of binary COPY tuples (no signature, no trailer), by walking its field lengths."""
+    view = memoryview(rows)
+    at = 0
+    while at < len(view):
+        start = at
+        if at + 2 > len(view):
+            raise ValueError(f"row cut short at byte {at}")
+        (fields,) = struct.unpack_from(">h", view, at)
+        if fields != len(Tick.__struct_fields__):
+            raise ValueError(f"a row of {fields} fields at byte {at}; expected {len(Tick.__struct_fields__)}")
+        at += 2
+        for _ in range(fields):
+            if at + 4 > len(view):
+                raise ValueError(f"row cut short at byte {start}")
+            (length,) = struct.unpack_from(">i", view, at)
+            at += 4 + max(length, 0)
+        if at > len(view):
+            raise ValueError(f"row cut short at byte {start}")
+        yield bytes(view[start:at])
+
+
+def _scalar(kind: str, data: bytes) -> Any:
+    if kind == "text":
+        return data.decode()
+    if kind == "uuid":
+        return uuid.UUID(bytes=data)
+    if kind == "timestamptz":
+        return _Y2K + timedelta(microseconds=struct.unpack(">q", data)[0])
+    return struct.unpack({"int8": ">q", "int4": ">i", "float8": ">d"}[kind], data)[0]
+
+
+def _array_values(kind: str, data: bytes) -> tuple[Any, ...]:
+    ndim, _flags, _oid = struct.unpack_from(">iII", data)
+    if ndim == 0:
+        return ()
+    n, _lower = struct.unpack_from(">ii", data, 12)
+    out, at = [], 20
+    for _ in range(n):
+        (length,) = struct.unpack_from(">i", data, at)
+        out.append(_scalar(kind, data[at + 4 : at + 4 + length]))
+        at += 4 + length
+    return tuple(out)
+
+
+def decode_row(row: bytes) -> Tick:
+    """One binary COPY tuple of `COLUMNS` back into its Tick (ValueError if it is not one)."""
+    try:
+        values: list[Any] = []
+        at = 2
+        for kind in TYPES:
+            (length,) = struct.unpack_from(">i", row, at)
+            at += 4
+            if length < 0:
+                values.append(() if kind.endswith("[]") else None)
+                continue
+            data = row[at : at + length]
+            at += length
+            values.append(_array_values(kind[:-2], data) if kind.endswith("[]") else _scalar(kind, data))
+        return Tick(*values)
+    except (struct.error, UnicodeDecodeError, ValueError, TypeError) as e:
+        raise ValueError(f"not a ticks row: {e}") from e
+
+
+def decode_rows(rows: bytes | memoryview) -> list[Tick]:
+    return [decode_row(r) for r in split_rows(rows)]

@@ -1,17 +1,14 @@
-"""A tick as the hypertable's row, in PostgreSQL's binary COPY format: encoded once, at ingestion.
+"""A tick as the hypertable's row, in PostgreSQL's binary COPY format.
 
 A worker encodes each tick of a batch into its `ticks` row (a binary COPY tuple, in `COLUMNS`
 order) and hands the batch's rows to `COPY ticks FROM STDIN (FORMAT binary)` as one buffer:
 psycopg's per-field adapters cost several times more. `encode_row` runs once per tick, so it spells
-each field out instead of looping over a table; `decode_rows` and `split_rows` are the slow, careful
-way back (tests).
+each field out instead of looping over a table.
 """
 
 from __future__ import annotations
 
 import struct
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -192,74 +189,3 @@ def encode_latest_row(t: Tick) -> bytes:
         _F8(8, t.bid_price[0]) if t.bid_price else n, _I8(8, t.bid_qty[0]) if t.bid_qty else n,
         _F8(8, t.ask_price[0]) if t.ask_price else n, _I8(8, t.ask_qty[0]) if t.ask_qty else n,
     ))  # fmt: skip
-
-
-# -- the way back: rows -> fields (dead letters, isolation, tests) ------------------------------------
-
-
-def split_rows(rows: bytes | memoryview) -> Iterator[bytes]:
-    """Each tuple of a run of binary COPY tuples (no signature, no trailer), by walking its field lengths."""
-    view = memoryview(rows)
-    at = 0
-    while at < len(view):
-        start = at
-        if at + 2 > len(view):
-            raise ValueError(f"row cut short at byte {at}")
-        (fields,) = struct.unpack_from(">h", view, at)
-        if fields != len(FIELDS):
-            raise ValueError(f"a row of {fields} fields at byte {at}; expected {len(FIELDS)}")
-        at += 2
-        for _ in range(fields):
-            if at + 4 > len(view):
-                raise ValueError(f"row cut short at byte {start}")
-            (length,) = struct.unpack_from(">i", view, at)
-            at += 4 + max(length, 0)
-        if at > len(view):
-            raise ValueError(f"row cut short at byte {start}")
-        yield bytes(view[start:at])
-
-
-def _scalar(kind: str, data: bytes) -> Any:
-    if kind == "text":
-        return data.decode()
-    if kind == "uuid":
-        return uuid.UUID(bytes=data)
-    if kind == "timestamptz":
-        return _PG_EPOCH + timedelta(microseconds=struct.unpack(">q", data)[0])
-    return struct.unpack({"int8": ">q", "int4": ">i", "float8": ">d"}[kind], data)[0]
-
-
-def _array_values(kind: str, data: bytes) -> tuple[Any, ...]:
-    ndim, _flags, _oid = struct.unpack_from(">iII", data)
-    if ndim == 0:
-        return ()
-    n, _lower = struct.unpack_from(">ii", data, 12)
-    out, at = [], 20
-    for _ in range(n):
-        (length,) = struct.unpack_from(">i", data, at)
-        out.append(_scalar(kind, data[at + 4 : at + 4 + length]))
-        at += 4 + length
-    return tuple(out)
-
-
-def decode_row(row: bytes) -> Tick:
-    """One binary COPY tuple of `COLUMNS` back into its Tick (ValueError if it is not one)."""
-    try:
-        values: list[Any] = []
-        at = 2
-        for kind in TYPES:
-            (length,) = struct.unpack_from(">i", row, at)
-            at += 4
-            if length < 0:
-                values.append(() if kind.endswith("[]") else None)
-                continue
-            data = row[at : at + length]
-            at += length
-            values.append(_array_values(kind[:-2], data) if kind.endswith("[]") else _scalar(kind, data))
-        return Tick(*values)
-    except (struct.error, UnicodeDecodeError, ValueError, TypeError) as e:
-        raise ValueError(f"not a ticks row: {e}") from e
-
-
-def decode_rows(rows: bytes | memoryview) -> list[Tick]:
-    return [decode_row(r) for r in split_rows(rows)]

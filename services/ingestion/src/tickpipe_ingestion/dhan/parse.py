@@ -17,8 +17,6 @@ from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
 from tickpipe_ingestion.dhan import wire
 from tickpipe_ingestion.ticks import TickBuilder
 
-_SEGMENTS = wire.SEGMENTS
-_IST = wire.IST_OFFSET_SECONDS
 _HEADER_SIZE = wire.HEADER.size
 _LENGTHS = wire.LENGTHS
 
@@ -34,10 +32,7 @@ class DecodedFrame:
     def __init__(self) -> None:
         self.ticks: list[Tick] = []
         self.disconnect_code: int | None = None
-        self.market_status: list[int] = _NONE  # a list of its own once a status packet comes
-
-
-_NONE: list[int] = []  # never appended to: `_market_status` gives a frame its own list
+        self.market_status: list[int] | None = None  # made when a status packet comes
 
 
 @dataclass(slots=True)
@@ -155,17 +150,13 @@ class DhanDecoder:
         if tick is not None:
             out.ticks.append(tick)
 
-    # Quote and full packets are most of a feed: their handlers inline the state lookup, the segment
-    # name and the time conversion (the same as `state`, `wire.segment_name` and `_ltt`).
-
     def _quote(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, day_open, day_close, day_high, day_low) = (
             wire.QUOTE_PACKET.unpack_from(frame, offset)
         )
-        st = self._state.get((seg, sid)) or self.state(seg, sid)
+        st = self.state(seg, sid)
         tick = self.builder.build(
-            _SEGMENTS.get(seg) or wire.segment_name(seg), sid, receive_ts,
-            self._clock.utc(ltt - _IST) if ltt > 0 else None, None, "quote",
+            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "quote",
             ltp, ltq, atp, volume, buy, sell, st.oi, None, None,
             day_open, day_high, day_low, day_close, st.prev_close, (), (), (), (), (), (),
             frame[offset : offset + length],
@@ -176,12 +167,11 @@ class DhanDecoder:
     def _full(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         v = wire.FULL_PACKET.unpack_from(frame, offset)
         (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, oi, oi_high, oi_low, day_open, day_close) = v[:16]
-        st = self._state.get((seg, sid)) or self.state(seg, sid)
+        st = self.state(seg, sid)
         st.oi = oi
         # Depth levels are (bid qty, ask qty, bid orders, ask orders, bid price, ask price) x 5, from v[18].
         tick = self.builder.build(
-            _SEGMENTS.get(seg) or wire.segment_name(seg), sid, receive_ts,
-            self._clock.utc(ltt - _IST) if ltt > 0 else None, None, "full",
+            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "full",
             ltp, ltq, atp, volume, buy, sell, oi, oi_high, oi_low,
             day_open, v[16], v[17], day_close, st.prev_close,
             v[22::6], v[18::6], v[20::6], v[23::6], v[19::6], v[21::6],
@@ -200,7 +190,7 @@ class DhanDecoder:
 
     def _market_status(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
         # The payload is undocumented; the header's security id field is what we can report.
-        if out.market_status is _NONE:
+        if out.market_status is None:
             out.market_status = []
         out.market_status.append(wire.HEADER.unpack_from(frame, offset)[3])
 
