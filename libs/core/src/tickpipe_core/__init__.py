@@ -24,7 +24,7 @@ from tickpipe_core.errors import (
 )
 from tickpipe_core.logging import configure_logging, get_logger, redact, register_secret
 from tickpipe_core.retry import EXIT_FAILURE, EXIT_TERMINAL, Backoff, is_retryable
-from tickpipe_core.tick import Tick, content_tick_id, new_tick_id
+from tickpipe_core.tick import Tick, content_ids, content_tick_id, new_tick_id
 from tickpipe_core.topology import Topology
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "TickpipeError",
     "Topology",
     "configure_logging",
+    "content_ids",
     "content_tick_id",
     "decode_batch",
     "encode_batch",

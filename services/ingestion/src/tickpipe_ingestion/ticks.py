@@ -15,7 +15,7 @@ from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from tickpipe_core import Tick, content_tick_id, get_logger, new_tick_id
+from tickpipe_core import Tick, content_ids, get_logger, new_tick_id
 from tickpipe_core.settings import DataSource
 from tickpipe_ingestion.enrich import derived_values
 
@@ -63,7 +63,8 @@ class TickBuilder:
         self.keep_unknown = unknown == "store"
         self.counters: Counter[str] = Counter()
         self._pair_key = source == "dhan"  # Dhan ids are (segment, security id), Kite's a token
-        self._person = source.encode()  # the hash's personalisation: the same bytes from two brokers differ
+        # A packet's own bytes -> its id, personalised by broker: the same bytes from two brokers differ.
+        self._content_id = content_ids(source.encode())
 
     def _time(
         self, receive_ts: datetime, last_trade_ts: datetime | None, packet_ts: datetime | None
@@ -140,38 +141,16 @@ class TickBuilder:
         else:
             exchange_ts, time_source = self._time(receive_ts, last_trade_ts, packet_ts)
         # The packet's own bytes identify it where it has a time of its own; else a fresh id.
-        tick_id = content_tick_id(self._person, raw) if raw is not None and candidate is not None else new_tick_id()
-        return Tick(
-            tick_id,
-            self.source,
-            segment,
-            security_id,
-            exchange_ts,
-            receive_ts,
-            time_source,
-            packet,
-            ltp,
-            ltq,
-            atp,
-            volume,
-            total_buy_qty,
-            total_sell_qty,
-            oi,
-            oi_day_high,
-            oi_day_low,
-            open_,
-            high,
-            low,
-            close,
-            prev_close,
-            bid_price,
-            bid_qty,
-            bid_orders,
-            ask_price,
-            ask_qty,
-            ask_orders,
-            instrument_id,
-            *derived_values(ltp, prev_close, bid_price, bid_qty, ask_price, ask_qty, total_buy_qty, total_sell_qty),
-            last_trade_ts,
-            packet_ts,
+        tick_id = self._content_id(raw) if raw is not None and candidate is not None else new_tick_id()
+        # Positional arguments only: a starred call (`*derived_values(...)`) about doubles Tick's construction.
+        change, change_pct, spread, spread_bps, mid, micro_price, imbalance, book_imbalance = derived_values(
+            ltp, prev_close, bid_price, bid_qty, ask_price, ask_qty, total_buy_qty, total_sell_qty
         )
+        return Tick(
+            tick_id, self.source, segment, security_id, exchange_ts, receive_ts, time_source, packet,
+            ltp, ltq, atp, volume, total_buy_qty, total_sell_qty, oi, oi_day_high, oi_day_low,
+            open_, high, low, close, prev_close,
+            bid_price, bid_qty, bid_orders, ask_price, ask_qty, ask_orders,
+            instrument_id, change, change_pct, spread, spread_bps, mid, micro_price, imbalance, book_imbalance,
+            last_trade_ts, packet_ts,
+        )  # fmt: skip
