@@ -61,12 +61,12 @@ def divisor(token: int) -> float:
     return DIVISORS.get(token & 0xFF, DEFAULT_DIVISOR)
 
 
-_BY_SEGMENT = {code: (segment_name(code), divisor(code)) for code in range(256)}
+BY_SEGMENT = {code: (segment_name(code), divisor(code)) for code in range(256)}
 
 
 def segment_and_divisor(token: int) -> tuple[str, float]:
     """`segment_name` and `divisor` of a token at once (one lookup per packet)."""
-    return _BY_SEGMENT[token & 0xFF]
+    return BY_SEGMENT[token & 0xFF]
 
 
 class FrameError(NamedTuple):
