@@ -14,6 +14,15 @@ def test_round_trip_keeps_every_value_exactly() -> None:
     assert decode_batch(encode_batch(ticks)) == ticks
 
 
+def test_ids_travel_as_bytes_and_text_ids_from_earlier_releases_still_decode() -> None:
+    tick = make_tick()
+    body = encode_batch([tick])
+    assert tick.tick_id.bytes in body and str(tick.tick_id).encode() not in body
+    earlier = msgspec.msgpack.Encoder().encode([1, [tick]])  # what releases before bytes ids published
+    assert str(tick.tick_id).encode() in earlier
+    assert decode_batch(earlier) == [tick]
+
+
 def test_times_come_back_timezone_aware() -> None:
     (tick,) = decode_batch(encode_batch([make_tick()]))
     assert tick.exchange_ts.tzinfo is not None and tick.receive_ts.tzinfo is not None

@@ -102,17 +102,24 @@ def _time(dt: datetime) -> bytes:
 
 
 @cache
-def _depth_layout(n: int) -> tuple[struct.Struct, list[Any]]:
-    """One struct for the six depth arrays of n levels each, and its argument template.
+def _depth_layout(n: int) -> tuple[struct.Struct, int]:
+    """How to write the six depth arrays of n levels each: a struct that packs only the 6n values,
+    with zero bytes wherever a constant goes (each array's field length, header, and each element's
+    length), and those constants as one integer to OR into the packed bytes.
 
-    Each array: field length, then ndim 1, no NULLs, element oid, n, lower bound 1, then
-    (element length, value) pairs; `encode_row` fills the values in by slice assignment.
+    The constants sit only where the struct leaves zeros, so the OR writes them without touching a
+    value: one pack of 6n arguments instead of 6n values interleaved with 6n + 36 constants (which
+    cost twice as much to assemble as to pack).
     """
-    fmt, template = ">", []
+    fmt, constants = ">", b""
     for code, size, oid in (_ELEMENT[k] for k in ("float8", "int8", "int4", "float8", "int8", "int4")):
-        fmt += "iiIIii" + ("i" + code) * n
-        template += [20 + (4 + size) * n, 1, 0, oid, n, 1] + [size, 0] * n
-    return struct.Struct(fmt), template
+        fmt += "24x" + ("4x" + code) * n  # field length and the array header (ndim, flags, oid, n, lbound)
+        head = struct.pack(">iiIIii", 20 + (4 + size) * n, 1, 0, oid, n, 1)
+        constants += head + (struct.pack(">i", size) + b"\x00" * size) * n
+    layout = struct.Struct(fmt)
+    if layout.size != len(constants):
+        raise AssertionError("depth layout and its constants disagree")
+    return layout, int.from_bytes(constants)
 
 
 def _array(values: tuple[Any, ...], kind: str) -> bytes:
@@ -127,13 +134,8 @@ def _depth(bp: tuple[float, ...], bq: tuple[int, ...], bo: tuple[int, ...],
            ap: tuple[float, ...], aq: tuple[int, ...], ao: tuple[int, ...]) -> bytes:  # fmt: skip
     n = len(bp)
     if n and len(bq) == len(bo) == len(ap) == len(aq) == len(ao) == n:
-        layout, template = _depth_layout(n)
-        args = template.copy()
-        step = 6 + 2 * n  # arguments per array
-        for k, values in enumerate((bp, bq, bo, ap, aq, ao)):
-            start = k * step + 7
-            args[start : start + 2 * n : 2] = values
-        return layout.pack(*args)
+        layout, constants = _depth_layout(n)
+        return (int.from_bytes(layout.pack(*bp, *bq, *bo, *ap, *aq, *ao)) | constants).to_bytes(layout.size)
     # Sides of different depths, or an empty one (stored as NULL): array by array.
     return b"".join(
         _array(v, kind) if v else _NULL
