@@ -19,10 +19,6 @@ from tickpipe_ingestion.ticks import TickBuilder
 
 _HEADER_SIZE = wire.HEADER.size
 _LENGTHS = wire.LENGTHS
-_SEGMENT_NAMES = wire.SEGMENT_NAMES
-_IST = wire.IST_OFFSET_SECONDS
-_unpack_quote = wire.QUOTE_PACKET.unpack_from
-_unpack_full = wire.FULL_PACKET.unpack_from
 
 # (frame, packet offset, packet length, receive time, output)
 _Handler = Callable[[bytes, int, int, datetime, "DecodedFrame"], None]
@@ -43,9 +39,6 @@ class DecodedFrame:
 class _InstrumentState:
     prev_close: float | None = None
     oi: int | None = None
-
-
-_NO_STATE = _InstrumentState()  # read in place of an instrument's state before it has one (never written)
 
 
 class DhanDecoder:
@@ -157,16 +150,13 @@ class DhanDecoder:
         if tick is not None:
             out.ticks.append(tick)
 
-    # Quote and full packets are most of the feed: their handlers read the instrument state, segment
-    # name and trade time in place (what `state`, `wire.segment_name` and `_ltt` do).
-
     def _quote(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
-        (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, day_open, day_close, day_high, day_low) = _unpack_quote(
-            frame, offset
+        (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, day_open, day_close, day_high, day_low) = (
+            wire.QUOTE_PACKET.unpack_from(frame, offset)
         )
-        st = self._state.get((seg, sid)) or _NO_STATE
+        st = self.state(seg, sid)
         tick = self.builder.build(
-            _SEGMENT_NAMES[seg], sid, receive_ts, self._clock.utc(ltt - _IST) if ltt > 0 else None, None, "quote",
+            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "quote",
             ltp, ltq, atp, volume, buy, sell, st.oi, None, None,
             day_open, day_high, day_low, day_close, st.prev_close, (), (), (), (), (), (),
             frame[offset : offset + length],
@@ -175,15 +165,13 @@ class DhanDecoder:
             out.ticks.append(tick)
 
     def _full(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: DecodedFrame) -> None:
-        v = _unpack_full(frame, offset)
+        v = wire.FULL_PACKET.unpack_from(frame, offset)
         (_, _, seg, sid, ltp, ltq, ltt, atp, volume, sell, buy, oi, oi_high, oi_low, day_open, day_close) = v[:16]
-        st = self._state.get((seg, sid))
-        if st is None:
-            st = self._state[seg, sid] = _InstrumentState()
+        st = self.state(seg, sid)
         st.oi = oi
         # Depth levels are (bid qty, ask qty, bid orders, ask orders, bid price, ask price) x 5, from v[18].
         tick = self.builder.build(
-            _SEGMENT_NAMES[seg], sid, receive_ts, self._clock.utc(ltt - _IST) if ltt > 0 else None, None, "full",
+            wire.segment_name(seg), sid, receive_ts, self._ltt(ltt), None, "full",
             ltp, ltq, atp, volume, buy, sell, oi, oi_high, oi_low,
             day_open, v[16], v[17], day_close, st.prev_close,
             v[22::6], v[18::6], v[20::6], v[23::6], v[19::6], v[21::6],

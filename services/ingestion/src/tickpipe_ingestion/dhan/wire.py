@@ -47,11 +47,11 @@ SEGMENTS = {
 SEGMENT_CODES = {name: code for code, name in SEGMENTS.items()}
 
 
-SEGMENT_NAMES = tuple(SEGMENTS.get(code) or f"SEGMENT_{code}" for code in range(256))  # the field is a u8
+_SEGMENT_NAMES = tuple(SEGMENTS.get(code) or f"SEGMENT_{code}" for code in range(256))  # the field is a u8
 
 
 def segment_name(code: int) -> str:
-    return SEGMENT_NAMES[code]
+    return _SEGMENT_NAMES[code]
 
 
 DISCONNECT_REASONS = {

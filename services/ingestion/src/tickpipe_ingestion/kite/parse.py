@@ -16,25 +16,6 @@ from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
 from tickpipe_ingestion.kite import wire
 from tickpipe_ingestion.ticks import TickBuilder
 
-_BY_SEGMENT = wire.BY_SEGMENT
-
-
-def _packets(frame: bytes) -> list[tuple[int, int]] | None:
-    """(offset, length) of each packet, read in place; None unless the count and lengths add up to the
-    frame exactly (then `wire.walk` goes through it and says what is wrong)."""
-    end = len(frame)
-    if end < 2:
-        return None
-    packets = []
-    offset = 2
-    for _ in range(frame[0] << 8 | frame[1]):
-        if offset + 2 > end:
-            return None
-        length = frame[offset] << 8 | frame[offset + 1]
-        packets.append((offset + 2, length))
-        offset += 2 + length
-    return packets if offset == end else None
-
 
 class KiteDecoder:
     """Decodes binary frames of one Kite feed (all its connections) into ticks made by `builder`."""
@@ -62,7 +43,10 @@ class KiteDecoder:
             return []
         out: list[Tick] = []
         handlers, counters = self._handlers, self.counters
-        for offset, length in _packets(frame) or self._walk(frame):
+        packets, error = wire.walk(frame)
+        if error is not None:
+            self._bad(error.reason, error.data, error.offset)
+        for offset, length in packets:
             entry = handlers.get(length)
             if entry is None:
                 self._bad(f"unknown packet length {length}", frame[offset : offset + length], offset)
@@ -72,21 +56,10 @@ class KiteDecoder:
             counters[key] += 1
         return out
 
-    def _walk(self, frame: bytes) -> list[tuple[int, int]]:
-        """The packets of a frame that does not add up, reporting what is wrong with it."""
-        packets = []
-        for item in wire.walk(frame):
-            if isinstance(item, wire.FrameError):
-                self._bad(item.reason, item.data, item.offset)
-            else:
-                packets.append(item)
-        return packets
-
     def _utc(self, seconds: int, clock: EpochSeconds) -> datetime | None:
         return clock.utc(seconds) if seconds > 0 else None
 
-    # Wire fields in, TickBuilder.build out. Quote and full packets are most of the feed: their handlers
-    # read the segment and divisor (`wire.segment_and_divisor`) and the times (`_utc`) in place.
+    # Wire fields in, TickBuilder.build out.
 
     def _ltp(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last = wire.LTP_PACKET.unpack_from(frame, offset)
@@ -115,7 +88,7 @@ class KiteDecoder:
 
     def _quote(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
         token, last, qty, avg, volume, buy, sell, open_, high, low, close = wire.QUOTE_PACKET.unpack_from(frame, offset)
-        segment, d = _BY_SEGMENT[token & 0xFF]
+        segment, d = wire.segment_and_divisor(token)
         prev = close / d
         tick = self.builder.build(
             segment, token, receive_ts, None, None, "quote",
@@ -129,13 +102,13 @@ class KiteDecoder:
         v = wire.FULL_PACKET.unpack_from(frame, offset)
         token, last, qty, avg, volume, buy, sell, open_, high, low, close, ltt, oi, oi_high, oi_low, ts = v[:16]
         depth = v[16:]
-        segment, d = _BY_SEGMENT[token & 0xFF]
+        segment, d = wire.segment_and_divisor(token)
         prev = close / d
         price = d.__rtruediv__  # price(p) is p / d, bit for bit, without a Python frame per level
         # Depth entries are (quantity, price, orders): 5 buy levels, then 5 sell levels.
         tick = self.builder.build(
             segment, token, receive_ts,
-            self._trade_clock.utc(ltt) if ltt > 0 else None, self._clock.utc(ts) if ts > 0 else None, "full",
+            self._utc(ltt, self._trade_clock), self._utc(ts, self._clock), "full",
             last / d, qty, avg / d, volume, buy, sell, oi, oi_high, oi_low,
             open_ / d, high / d, low / d, prev, prev,
             tuple(map(price, depth[1:15:3])), depth[0:15:3], depth[2:15:3],

@@ -8,7 +8,6 @@ the payload; the length alone says what the packet is. A 1-byte frame is a heart
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from typing import NamedTuple
 
 # Prices are read signed: MCX has allowed negative prices (the SDKs read them unsigned, which turns
@@ -61,12 +60,12 @@ def divisor(token: int) -> float:
     return DIVISORS.get(token & 0xFF, DEFAULT_DIVISOR)
 
 
-BY_SEGMENT = {code: (segment_name(code), divisor(code)) for code in range(256)}
+_BY_SEGMENT = {code: (segment_name(code), divisor(code)) for code in range(256)}
 
 
 def segment_and_divisor(token: int) -> tuple[str, float]:
     """`segment_name` and `divisor` of a token at once (one lookup per packet)."""
-    return BY_SEGMENT[token & 0xFF]
+    return _BY_SEGMENT[token & 0xFF]
 
 
 class FrameError(NamedTuple):
@@ -75,23 +74,28 @@ class FrameError(NamedTuple):
     data: bytes
 
 
-def walk(frame: bytes) -> Iterator[tuple[int, int] | FrameError]:
-    """Yield (offset, length) of each packet; a count or length that overruns the frame yields a FrameError."""
-    if len(frame) < FRAME_COUNT.size:
-        yield FrameError("frame shorter than its packet count", 0, frame)
-        return
-    (count,) = FRAME_COUNT.unpack_from(frame, 0)
-    offset, end = FRAME_COUNT.size, len(frame)
+def walk(frame: bytes) -> tuple[list[tuple[int, int]], FrameError | None]:
+    """(offset, length) of each packet, and what is wrong with the frame: None when its count and
+    lengths add up to it exactly. A count or length that overruns the frame ends the walk (the packets
+    before it are kept); bytes after the last packet are reported after all of them.
+
+    One pass reading the big-endian count and lengths in place: it runs for every frame of the feed.
+    """
+    end = len(frame)
+    if end < FRAME_COUNT.size:
+        return [], FrameError("frame shorter than its packet count", 0, frame)
+    count = frame[0] << 8 | frame[1]
+    packets: list[tuple[int, int]] = []
+    offset = FRAME_COUNT.size
     for n in range(count):
         if offset + PACKET_LENGTH.size > end:
-            yield FrameError(f"truncated: packet {n + 1} of {count} has no length", offset, frame[offset:])
-            return
-        (length,) = PACKET_LENGTH.unpack_from(frame, offset)
+            return packets, FrameError(f"truncated: packet {n + 1} of {count} has no length", offset, frame[offset:])
+        length = frame[offset] << 8 | frame[offset + 1]
         offset += PACKET_LENGTH.size
         if offset + length > end:
-            yield FrameError(f"truncated: length {length}, {end - offset} bytes left", offset, frame[offset:])
-            return
-        yield offset, length
+            return packets, FrameError(f"truncated: length {length}, {end - offset} bytes left", offset, frame[offset:])
+        packets.append((offset, length))
         offset += length
     if offset != end:
-        yield FrameError(f"{end - offset} bytes after the last of {count} packets", offset, frame[offset:])
+        return packets, FrameError(f"{end - offset} bytes after the last of {count} packets", offset, frame[offset:])
+    return packets, None
