@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,7 +46,7 @@ def frames(packets: list[bytes], join: Callable[[list[bytes]], bytes], count: in
 
 def fuzz_decoder(
     decode: Callable[[bytes, datetime], object],
-    counters: Counter[str],
+    counters: Mapping[str, int],
     packets: list[bytes],
     join: Callable[[list[bytes]], bytes],
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 
 from tickpipe_core import get_logger
@@ -17,7 +17,7 @@ _LOG_FIRST_N = 20  # per kind, then every 1000th, so a flood of bad packets cann
 class BadPackets:
     """Counts bad packets by kind and logs them with their hex, rate-limited."""
 
-    def __init__(self, source: str, counters: Counter[str]) -> None:
+    def __init__(self, source: str, counters: MutableMapping[str, int]) -> None:
         self.source = source
         self.counters = counters
 
@@ -33,12 +33,18 @@ class BadPackets:
 
 
 class EpochSeconds:
-    """Epoch seconds -> aware UTC datetime, converting each second once (runs of ticks share it)."""
+    """A broker's time field -> aware UTC datetime, converting each second once (runs of ticks share
+    it). `shift` is added first (Dhan sends IST wall-clock seconds dressed as epoch seconds); a field
+    of 0 or less is no time at all (None)."""
 
-    def __init__(self) -> None:
-        self._last, self._ts = -1, datetime.fromtimestamp(0, UTC)
+    def __init__(self, shift: int = 0) -> None:
+        self._shift = shift
+        self._last: int | None = None  # only ever a time (> 0)
+        self._ts: datetime | None = None
 
-    def utc(self, seconds: int) -> datetime:
+    def utc(self, seconds: int) -> datetime | None:
         if seconds != self._last:
-            self._last, self._ts = seconds, datetime.fromtimestamp(seconds, UTC)
+            if seconds <= 0:
+                return None
+            self._last, self._ts = seconds, datetime.fromtimestamp(seconds + self._shift, UTC)
         return self._ts

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,7 +48,8 @@ class SessionObserver(Protocol):
 
 
 class HasCounters(Protocol):
-    counters: Counter[str]
+    @property
+    def counters(self) -> Mapping[str, int]: ...
 
 
 # Called with (receive time, connection index, frame) for every frame, before decoding.
