@@ -78,8 +78,6 @@ _FLOAT8, _INT8, _INT4 = 701, 20, 23
 _ELEMENT = {"float8": ("d", 8, _FLOAT8), "int8": ("q", 8, _INT8), "int4": ("i", 4, _INT4)}
 
 _text_cache: dict[str, bytes] = {}
-_time_cache: dict[datetime, bytes] = {}
-_TIME_CACHE_MAX = 4096  # exchange times repeat within a second and receive times within a frame
 
 
 def _text(s: str) -> bytes:
@@ -93,12 +91,8 @@ def _text(s: str) -> bytes:
 
 
 def _time(dt: datetime) -> bytes:
-    field = _time_cache.get(dt)
-    if field is None:
-        if len(_time_cache) >= _TIME_CACHE_MAX:
-            _time_cache.clear()
-        field = _time_cache[dt] = _I8(8, (dt - _PG_EPOCH) // _US)
-    return field
+    # Computed each time: hashing an aware datetime (to look it up in a cache) costs more than this.
+    return _I8(8, (dt - _PG_EPOCH) // _US)
 
 
 @cache
