@@ -13,13 +13,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from tickpipe_core import Tick, new_tick_id
+from tickpipe_simulator.market import DHAN_MASTER_HEADER
 
 # The 16-column header of Dhan's compact instrument master.
-COMPACT_HEADER = (
-    "SEM_EXM_EXCH_ID,SEM_SEGMENT,SEM_SMST_SECURITY_ID,SEM_INSTRUMENT_NAME,SEM_EXPIRY_CODE,SEM_TRADING_SYMBOL,"
-    "SEM_LOT_UNITS,SEM_CUSTOM_SYMBOL,SEM_EXPIRY_DATE,SEM_STRIKE_PRICE,SEM_OPTION_TYPE,SEM_TICK_SIZE,"
-    "SEM_EXPIRY_FLAG,SEM_EXCH_INSTRUMENT_TYPE,SEM_SERIES,SM_SYMBOL_NAME"
-)
+COMPACT_HEADER = DHAN_MASTER_HEADER
 
 
 def free_port() -> int:

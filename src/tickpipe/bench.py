@@ -12,6 +12,7 @@ exactly-once from the numbers (stored = sent, none twice). The scratch database 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -31,8 +32,9 @@ from tickpipe_core import Topology, get_logger
 from tickpipe_core.db import with_database
 from tickpipe_core.metrics import scrape
 from tickpipe_core.migrate import migrate
+from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.bundled import feed_settings
-from tickpipe_simulator.market import make_instruments
+from tickpipe_simulator.market import dhan_master, make_instruments
 from tickpipe_simulator.replay import ThreadedReplay, numbered_capture
 from tickpipe_workers.latency import BOUNDS_MS, merge, percentile
 
@@ -95,6 +97,9 @@ def run(
     work = Path(tempfile.mkdtemp(prefix="tickpipe-bench-"))
     prefix = f"bench-{bench_id}"
     market = make_instruments(instruments, seed=1)
+    # Their master synced, as in a deployment: ticks carry instrument ids (and, from the capture's
+    # opening previous closes, their change), so the rows are a real day's.
+    sync_instruments(db, parse_master("dhan", io.StringIO(dhan_master(market))))
     feed = ThreadedReplay(numbered_capture(ticks, rate, market), speed=0 if rate is None else 1.0)
     env = {
         **os.environ, **feed_settings("dhan", feed.port, market), "DHAN_FEED_MODE": "full",
@@ -143,6 +148,7 @@ def run(
             for p in processes:
                 p.proc.wait(30)
             numbers = [int(v) for (v,) in conn.execute("select volume from ticks").fetchall()]
+            enriched = conn.execute("select count(instrument_id), count(change) from ticks").fetchone() or (0, 0)
             copy_rate, unindexed_rate = _copy_ceiling(conn)
         histograms = [
             json.loads(line)["latency_histogram"]
@@ -154,6 +160,7 @@ def run(
         counts, max_ms = merge(histograms)
         report = _report(ticks, rate, workers, numbers, series, counts, max_ms, (copy_rate, unindexed_rate), processes)
         report["feed_server_cpu_s"] = round(feed_cpu_s, 2)
+        report["with_instrument_id"], report["with_change"] = enriched
         return report
     finally:
         for p in processes:

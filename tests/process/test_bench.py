@@ -23,6 +23,7 @@ def test_bench_reports_exactly_once_throughput_latency_and_resources_and_cleans_
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(report.read_text())
     assert (found["stored"], found["exactly_once"], found["duplicates"]) == (3000, True, 0)
+    assert (found["with_instrument_id"], found["with_change"]) == (3000, 3000)  # a real day's rows
     assert found["sustained_ticks_per_s"] > 0
     assert found["copy_ceiling_ticks_per_s"] > 0 and found["copy_unindexed_ticks_per_s"] > 0
     assert found["receive_to_commit_ms"]["samples"] > 0 and found["receive_to_commit_ms"]["p99"] is not None

@@ -56,6 +56,10 @@ def bench(
     click.echo(f"sent {found['ticks_sent']:,} {rate_label}, {workers} worker(s); stored {found['stored']:,}")
     click.echo(f"exactly once       {'yes' if found['exactly_once'] else 'NO'} ({found['duplicates']} duplicates)")
     click.echo(
+        f"enriched           {found['with_instrument_id']:,} rows with an instrument id, "
+        f"{found['with_change']:,} with a change (their master synced, their previous close sent)"
+    )
+    click.echo(
         f"sustained          {found['sustained_ticks_per_s'] or 0:,} ticks/s = {found['ratio_to_copy'] or 0:.2f} "
         f"of a server-side COPY ({found['copy_ceiling_ticks_per_s']:,} rows/s, same rows, same run)"
     )

@@ -121,3 +121,23 @@ def make_instruments(count: int, seed: int = 0, segment: str = "NSE_FNO", first_
         )
         for i in range(count)
     ]
+
+
+DHAN_MASTER_HEADER = (
+    "SEM_EXM_EXCH_ID,SEM_SEGMENT,SEM_SMST_SECURITY_ID,SEM_INSTRUMENT_NAME,SEM_EXPIRY_CODE,SEM_TRADING_SYMBOL,"
+    "SEM_LOT_UNITS,SEM_CUSTOM_SYMBOL,SEM_EXPIRY_DATE,SEM_STRIKE_PRICE,SEM_OPTION_TYPE,SEM_TICK_SIZE,"
+    "SEM_EXPIRY_FLAG,SEM_EXCH_INSTRUMENT_TYPE,SEM_SERIES,SM_SYMBOL_NAME"
+)
+"""The columns of Dhan's compact instrument master."""
+
+
+def dhan_master(instruments: list[SimInstrument]) -> str:
+    """Dhan's compact master (CSV) listing NSE_FNO `instruments` as futures: synced before a simulated
+    run, it gives their ticks instrument ids, as a real deployment's synced master does."""
+    rows = [
+        f"NSE,D,{i.security_id},FUTSTK,0,SIM{i.security_id}-Dec2099-FUT,{i.lot},SIM {i.security_id},"
+        f"2099-12-31 14:30:00,-0.01,XX,{i.tick_size * 100:g},M,FUT,,"
+        for i in instruments
+        if i.segment == "NSE_FNO"
+    ]
+    return "\n".join([DHAN_MASTER_HEADER, *rows]) + "\n"

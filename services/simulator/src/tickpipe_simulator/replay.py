@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from tickpipe_core import get_logger
 from tickpipe_ingestion.capture import CapturedFrame
 from tickpipe_ingestion.dhan import wire
-from tickpipe_simulator.dhan import encode_full
+from tickpipe_simulator.dhan import encode_full, encode_prev_close
 from tickpipe_simulator.market import SimInstrument
 
 log = get_logger("simulator.replay")
@@ -70,9 +70,11 @@ class Replay:
 
 def numbered_capture(ticks: int, rate: float | None, instruments: Sequence[SimInstrument]) -> list[CapturedFrame]:
     """A capture of `ticks` numbered Dhan full packets (a trade's volume is its number, 1, 2, ...),
-    four to a frame, `rate` a second (None: all at once, for a flat-out replay)."""
+    four to a frame, `rate` a second (None: all at once, for a flat-out replay). It opens, as Dhan
+    does on a subscription, with each instrument's previous close (so ticks carry their change)."""
     ltt = int(time.time()) + wire.IST_OFFSET_SECONDS
-    frames, packets = [], []
+    opening = b"".join(encode_prev_close(instrument) for instrument in instruments)
+    frames, packets = [CapturedFrame(0.0, 0, opening)], []
     for n in range(1, ticks + 1):
         quote = instruments[n % len(instruments)].step()
         quote.volume = n
