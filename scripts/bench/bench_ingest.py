@@ -61,9 +61,10 @@ def run_once(db: str, amqp_url: str, ticks: int, instruments: int, extra_env: di
     market = make_instruments(instruments, seed=1)
     prefix = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as spool, ThreadedReplay(
-        numbered_capture(ticks, None, market), speed=0
-    ) as feed:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as spool,
+        ThreadedReplay(numbered_capture(ticks, None, market), speed=0) as feed,
+    ):
         env = {
             **os.environ, **feed_settings("dhan", feed.port, market), "DHAN_FEED_MODE": "full",
             "DATABASE_URL": db, "AMQP_URL": amqp_url, "AMQP_PREFIX": prefix, "LOG_FORMAT": "json",
