@@ -14,10 +14,7 @@ so two versions of the code can be compared in the same minutes:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,28 +22,13 @@ import time
 import uuid
 from pathlib import Path
 
-import aio_pika
-import psycopg
-
-from tickpipe_core import Topology
+from tickpipe.bench import Process, drop_database, drop_topology, free_port, synced_market
 from tickpipe_core.db import with_database
 from tickpipe_core.metrics import scrape
 from tickpipe_core.migrate import migrate
-from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.bundled import feed_settings
-from tickpipe_simulator.market import dhan_master, make_instruments
+from tickpipe_simulator.market import SimInstrument
 from tickpipe_simulator.replay import ThreadedReplay, numbered_capture
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_s(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _published(port: int) -> int:
@@ -56,11 +38,12 @@ def _published(port: int) -> int:
         return 0
 
 
-def run_once(db: str, amqp_url: str, ticks: int, instruments: int, extra_env: dict[str, str]) -> tuple[float, float]:
+def run_once(
+    db: str, amqp_url: str, ticks: int, market: list[SimInstrument], extra_env: dict[str, str]
+) -> tuple[float, float]:
     """(CPU microseconds per tick, ticks/s) of one ingestion run."""
-    market = make_instruments(instruments, seed=1)
     prefix = f"bench-ingest-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
+    port = free_port()
     with (
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as spool,
         ThreadedReplay(numbered_capture(ticks, None, market), speed=0) as feed,
@@ -73,26 +56,23 @@ def run_once(db: str, amqp_url: str, ticks: int, instruments: int, extra_env: di
         proc = subprocess.Popen(
             [sys.executable, "-m", "tickpipe", "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        ingest = Process("ingest", proc, Path(os.devnull), port)
         try:
             while _published(port) == 0:  # started, connected, publishing: count from the first confirm
                 if proc.poll() is not None:
                     raise SystemExit(f"tickpipe ingest exited with {proc.returncode}")
                 time.sleep(0.005)
-            first, cpu0, t0 = _published(port), _cpu_s(proc.pid), time.monotonic()
+            ingest.sample()
+            first, cpu0, t0 = _published(port), ingest.cpu_s, time.monotonic()
             while (done := _published(port)) < ticks:
                 time.sleep(0.05)
-            cpu, wall = _cpu_s(proc.pid) - cpu0, time.monotonic() - t0
+            ingest.sample()
+            cpu, wall = ingest.cpu_s - cpu0, time.monotonic() - t0
         finally:
             proc.terminate()
             proc.wait(30)
-            asyncio.run(_drop(amqp_url, prefix))
+            drop_topology(amqp_url, prefix)
     return cpu / (done - first) * 1e6, (done - first) / wall
-
-
-async def _drop(amqp_url: str, prefix: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        await Topology(prefix).delete(await connection.channel())
 
 
 def main() -> None:
@@ -108,18 +88,16 @@ def main() -> None:
     for spec in args.variant or ["as installed:"]:
         label, _, assignments = spec.partition(":")
         variants[label] = dict(a.split("=", 1) for a in assignments.split(";") if a)
-    name = f"tickpipe_bench_ingest_{uuid.uuid4().hex[:8]}"
-    db = with_database(args.database, name)
+    db = with_database(args.database, f"tickpipe_bench_ingest_{uuid.uuid4().hex[:8]}")
     migrate(db)
-    sync_instruments(db, parse_master("dhan", io.StringIO(dhan_master(make_instruments(args.instruments, seed=1)))))
+    market = synced_market(db, args.instruments)
     results: dict[str, list[tuple[float, float]]] = {label: [] for label in variants}
     try:
         for _ in range(args.rounds):
             for label, env in variants.items():
-                results[label].append(run_once(db, args.amqp, args.ticks, args.instruments, env))
+                results[label].append(run_once(db, args.amqp, args.ticks, market, env))
     finally:
-        with psycopg.connect(with_database(args.database, "postgres"), autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        drop_database(args.database, db)
     print(f"{args.ticks:,} numbered Dhan full packets, flat out, into RabbitMQ; {args.rounds} rounds alternated")
     for label, runs in results.items():
         cpu = sorted(c for c, _ in runs)

@@ -34,7 +34,7 @@ from tickpipe_core.metrics import scrape
 from tickpipe_core.migrate import migrate
 from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.bundled import feed_settings
-from tickpipe_simulator.market import dhan_master, make_instruments
+from tickpipe_simulator.market import SimInstrument, dhan_master, make_instruments
 from tickpipe_simulator.replay import ThreadedReplay, numbered_capture
 from tickpipe_workers.latency import BOUNDS_MS, merge, percentile
 
@@ -71,7 +71,7 @@ class Series:
     p99_ms: list[float | None] = field(default_factory=list)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -88,6 +88,14 @@ def _latency_buckets(port: int) -> list[float] | None:
     return [s.value for s in samples if s.name == "tickpipe_receive_to_commit_seconds_bucket"] or None
 
 
+def synced_market(db: str, instruments: int) -> list[SimInstrument]:
+    """The bench's simulated instruments, their master synced into `db` as in a deployment: ticks carry
+    instrument ids (and, from the capture's opening previous closes, their change): a real day's rows."""
+    market = make_instruments(instruments, seed=1)
+    sync_instruments(db, parse_master("dhan", io.StringIO(dhan_master(market))))
+    return market
+
+
 def run(
     server_url: str, amqp_url: str, ticks: int, rate: float | None, workers: int, instruments: int, timeout_s: float
 ) -> dict[str, Any]:
@@ -96,10 +104,7 @@ def run(
     migrate(db)
     work = Path(tempfile.mkdtemp(prefix="tickpipe-bench-"))
     prefix = f"bench-{bench_id}"
-    market = make_instruments(instruments, seed=1)
-    # Their master synced, as in a deployment: ticks carry instrument ids (and, from the capture's
-    # opening previous closes, their change), so the rows are a real day's.
-    sync_instruments(db, parse_master("dhan", io.StringIO(dhan_master(market))))
+    market = synced_market(db, instruments)
     feed = ThreadedReplay(numbered_capture(ticks, rate, market), speed=0 if rate is None else 1.0)
     env = {
         **os.environ, **feed_settings("dhan", feed.port, market), "DHAN_FEED_MODE": "full",
@@ -112,7 +117,7 @@ def run(
         for name, args in [(f"work-{i}", ["work", "--workers", "1"]) for i in range(workers)] + [
             ("ingest", ["ingest"])
         ]:
-            port = _free_port()
+            port = free_port()
             out = work / f"{name}.log"
             with out.open("wb") as f:
                 proc = subprocess.Popen(
@@ -167,7 +172,7 @@ def run(
             if p.proc.poll() is None:
                 p.proc.kill()
         feed.close()
-        _cleanup(server_url, db, amqp_url, prefix)
+        cleanup(server_url, db, amqp_url, prefix)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -248,9 +253,13 @@ def _report(
     }
 
 
-def _cleanup(server_url: str, db: str, amqp_url: str, prefix: str) -> None:
-    import aio_pika
+def cleanup(server_url: str, db: str, amqp_url: str, prefix: str) -> None:
+    """Drop the scratch database and the scratch queues (a failure is logged: they are named bench-*)."""
+    drop_database(server_url, db)
+    drop_topology(amqp_url, prefix)
 
+
+def drop_database(server_url: str, db: str) -> None:
     name = str(psycopg.conninfo.conninfo_to_dict(db)["dbname"])
     try:  # from the server's maintenance database: DATABASE_URL's own may not exist (a bench-only server)
         with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
@@ -260,13 +269,17 @@ def _cleanup(server_url: str, db: str, amqp_url: str, prefix: str) -> None:
     except psycopg.Error as e:
         log.warning("bench_cleanup_failed", database=str(name), error=str(e))
 
-    async def drop_topology() -> None:
+
+def drop_topology(amqp_url: str, prefix: str) -> None:
+    import aio_pika
+
+    async def drop() -> None:
         connection = await aio_pika.connect(amqp_url)
         async with connection:
             await Topology(prefix).delete(await connection.channel())
 
     try:
-        asyncio.run(drop_topology())
+        asyncio.run(drop())
     except Exception as e:  # the broker went away meanwhile: the scratch queues stay, named bench-*
         log.warning("bench_cleanup_failed", prefix=prefix, error=f"{type(e).__name__}: {e}")
 
