@@ -243,3 +243,43 @@ def test_latest_quotes_keep_the_newest_tick_even_when_batches_arrive_out_of_orde
         (8, 2.0, late - timedelta(seconds=1), 25974.5),
         (49229, 101.0, late, 25974.5),
     ]
+
+
+def test_batches_of_two_workers_lock_latest_quotes_rows_in_one_order_and_never_deadlock(database_url: str) -> None:
+    """A batch updates latest_quotes rows in key order, whatever order its ticks came in: two workers
+    whose batches share instruments then wait for each other, never deadlock (PostgreSQL would abort
+    one of them after a second, throwing its whole batch away)."""
+    before = datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC)
+    after = before + timedelta(seconds=1)
+
+    def tick(security_id: int, at: datetime) -> Tick:
+        return make_tick(security_id=security_id, exchange_ts=at, receive_ts=at + timedelta(milliseconds=100))
+
+    async def scenario() -> None:
+        writer = TickWriter(database_url)
+        await writer.write([tick(1, before), tick(2, before)])
+        async with await psycopg.AsyncConnection.connect(database_url) as other:
+            # Another worker's transaction holds instrument 1's row...
+            await other.execute("update latest_quotes set ltp = 1 where security_id = 1")
+            # ...while this batch names instrument 2 first, then 1: it waits for instrument 1's row.
+            write = asyncio.create_task(writer.write([tick(2, after), tick(1, after)]))
+
+            async def writer_waits_for_a_lock() -> bool:
+                cur = await other.execute(
+                    "select count(*) from pg_stat_activity"
+                    " where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()"
+                )
+                return (await cur.fetchone() or (0,))[0] == 1
+
+            await until(writer_waits_for_a_lock, "the batch waiting for instrument 1's row")
+            # The other transaction now takes instrument 2's row: had the batch locked that first (in
+            # its ticks' order), each would wait for the other.
+            await other.execute("update latest_quotes set ltp = 2 where security_id = 2")
+            await other.commit()
+        assert await write == 2
+        await writer.close()
+
+    asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("select security_id, time, ltp from latest_quotes order by 1").fetchall()
+    assert rows == [(1, after, 25974.900390625), (2, after, 25974.900390625)]

@@ -8,7 +8,8 @@ with `INSERT ... ON CONFLICT DO NOTHING` instead, so redelivery never duplicates
 fails a batch. Redelivery is rare, so the common case costs one COPY and one commit.
 
 latest_quotes takes the newest tick of each instrument in the batch: COPYd into a temporary table
-and upserted by one set-based statement (a statement per instrument cost the server more).
+and upserted by one set-based statement (a statement per instrument cost the server more), in key
+order, so that concurrent batches never deadlock on its rows.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ _CREATE_LATEST_STAGE = sql.SQL(
 _COPY_LATEST_STAGE = sql.SQL("copy latest_stage ({}) from stdin (format binary)").format(_LATEST_LIST)
 _UPSERT_LATEST = sql.SQL(
     "insert into latest_quotes as q ({columns}) select {columns} from latest_stage"
+    # Rows are locked in key order, whatever order the batch's ticks came in: two workers whose
+    # batches share instruments then wait for each other instead of deadlocking (which aborts one
+    # of them after deadlock_timeout, its whole batch with it).
+    " order by source, segment, security_id"
     " on conflict (source, segment, security_id) do update set {updates}, updated_at = now()"
     # The last received wins, by our one clock: a late (redelivered) batch never overwrites a newer
     # quote, and a quote without an exchange time never loses to an older one that has one.
