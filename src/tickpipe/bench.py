@@ -7,6 +7,10 @@ It reports the sustained rate (ticks stored per second), the same rows' server-s
 fresh hypertable in the same run (the ceiling), receive-to-commit percentiles from the workers' own
 histograms (no server setting needed), CPU seconds and peak RSS per process (from /proc), and
 exactly-once from the numbers (stored = sent, none twice). The scratch database and queues go away.
+
+Where PostgreSQL and RabbitMQ run on this machine, it also reports what the run cost them, and the
+CPU a tick cost each part while ticks flowed, against what the machine's cores could give: on a
+small machine, the whole pipeline and both servers share the same cores.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,19 +54,84 @@ class Process:
     metrics_port: int
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
-    rows_inserted: int = 0  # a worker's, as last scraped
+    counted: int = 0  # as last scraped: rows inserted (a worker), ticks received (ingestion)
+    cpu_before_ticks: float = 0.0  # its start: CPU seconds at the last sample before ingestion received a tick
 
     def sample(self) -> None:
         """CPU seconds and peak RSS from /proc while the process lives."""
+        self.cpu_s = cpu_seconds(self.proc.pid) or self.cpu_s
         try:
-            stat = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks = os.sysconf("SC_CLK_TCK")
-            self.cpu_s = (int(stat[11]) + int(stat[12])) / ticks
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
         except (OSError, IndexError, ValueError):
             pass
+
+
+def cpu_seconds(pid: int, name: str | None = None) -> float | None:
+    """A process's CPU seconds so far, from /proc; None if it is not on this machine (or not called `name`)."""
+    try:
+        comm, _, rest = Path(f"/proc/{pid}/stat").read_text().partition("(")[2].rpartition(")")
+        fields = rest.split()
+        if name is not None and comm != name:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# PostgreSQL's processes that work for every database: their CPU during the run counts (from its start).
+_PG_SHARED = ["walwriter", "checkpointer", "background writer"]
+
+
+@dataclass
+class ServerCpu:
+    """What the run cost the database server and the broker where they run on this machine (from /proc).
+
+    PostgreSQL: the backends of the scratch database (the workers' connections, autovacuum) for their
+    whole life, and its WAL writer, checkpointer and background writer from the run's start. RabbitMQ:
+    its node process(es) here from the run's start, whatever else they carried meanwhile. A server
+    elsewhere (another host, a container's own process namespace) is not measured: None.
+    """
+
+    start: dict[int, float] = field(default_factory=dict)
+    last: dict[int, float] = field(default_factory=dict)
+    rabbitmq_pids: list[int] = field(default_factory=list)
+    postgres_pids: set[int] = field(default_factory=set)
+
+    def begin(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and cpu_seconds(int(entry.name), "beam.smp") is not None:
+                self.rabbitmq_pids.append(int(entry.name))
+                self._note(int(entry.name), "beam.smp", whole_life=False)
+
+    def sample(self, conn: psycopg.Connection[Any]) -> None:
+        backends = conn.execute(
+            "select pid, datname is not null from pg_stat_activity"
+            " where (datname = current_database() and pid <> pg_backend_pid()) or backend_type = any(%s)",
+            [_PG_SHARED],
+        ).fetchall()
+        for pid, ours in backends:
+            if self._note(pid, "postgres", whole_life=ours):
+                self.postgres_pids.add(pid)
+        for pid in self.rabbitmq_pids:
+            self._note(pid, "beam.smp", whole_life=False)
+
+    def restart(self) -> None:
+        """Count from here on (the processes known so far)."""
+        self.start.update(self.last)
+
+    def _note(self, pid: int, name: str, whole_life: bool) -> bool:
+        cpu = cpu_seconds(pid, name)
+        if cpu is None:
+            return False
+        self.start.setdefault(pid, 0.0 if whole_life else cpu)
+        self.last[pid] = cpu
+        return True
+
+    def cpu_s(self, pids: Iterable[int]) -> float | None:
+        spent = [self.last[p] - self.start[p] for p in pids if p in self.last]
+        return round(sum(spent), 2) if spent else None
 
 
 @dataclass
@@ -80,8 +150,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _scrape_worker(p: Process) -> list[float] | None:
-    """A worker's cumulative receive-to-commit bucket counts, scraped; notes its rows inserted so far.
+_COUNTED = ("tickpipe_rows_inserted_total", "tickpipe_ticks_received_total")
+
+
+def _scrape(p: Process) -> list[float] | None:
+    """Note what the process has counted so far; return a worker's cumulative receive-to-commit bucket counts.
 
     The stored count comes from the workers' own counters, not from `count(*)`: scanning the growing
     table twice a second would take the server's CPU from the pipeline being measured.
@@ -89,10 +162,8 @@ def _scrape_worker(p: Process) -> list[float] | None:
     try:
         samples = scrape(p.metrics_port, timeout=2)
     except OSError:
-        return None  # not serving yet (or gone): its last rows count stands
-    p.rows_inserted = max(
-        [p.rows_inserted] + [int(s.value) for s in samples if s.name == "tickpipe_rows_inserted_total"]
-    )
+        return None  # not serving yet (or gone): what it counted last stands
+    p.counted = max(p.counted, int(sum(s.value for s in samples if s.name in _COUNTED)))
     return [s.value for s in samples if s.name == "tickpipe_receive_to_commit_seconds_bucket"] or None
 
 
@@ -121,6 +192,8 @@ def run(
     }  # fmt: skip
     processes: list[Process] = []
     series = Series()
+    servers = ServerCpu()
+    servers.begin()
     try:
         for name, args in [(f"work-{i}", ["work", "--workers", "1"]) for i in range(workers)] + [
             ("ingest", ["ingest"])
@@ -135,14 +208,23 @@ def run(
                     stderr=subprocess.STDOUT,
                 )
             processes.append(Process(name, proc, out, port))
-        started = time.monotonic()
+        started = ticks_from = time.monotonic()
+        ingest = next(p for p in processes if p.name == "ingest")
         previous: list[float] | None = None
+        monitor = psycopg.connect(db, autocommit=True)
         while True:
             time.sleep(0.5)
             for p in processes:
                 p.sample()
-            buckets = [_scrape_worker(p) for p in processes if p.name.startswith("work")]
-            stored = sum(p.rows_inserted for p in processes)
+            servers.sample(monitor)
+            scraped = [(p, _scrape(p)) for p in processes]
+            buckets = [b for p, b in scraped if p.name.startswith("work")]
+            stored = sum(p.counted for p in processes if p.name.startswith("work"))
+            if not ingest.counted:  # ingestion has received nothing yet: all spent so far is starting
+                for p in processes:
+                    p.cpu_before_ticks = p.cpu_s
+                servers.restart()
+                ticks_from = time.monotonic()
             total = [sum(v) for v in zip(*[b for b in buckets if b], strict=False)] if any(buckets) else None
             series.t.append(time.monotonic() - started)
             series.stored.append(stored)
@@ -154,6 +236,9 @@ def run(
             if stored >= ticks or time.monotonic() - started > timeout_s:
                 break
         feed_cpu_s = feed.cpu_seconds()
+        elapsed = time.monotonic() - ticks_from
+        servers.sample(monitor)
+        monitor.close()
         for p in processes:
             p.sample()
             p.proc.send_signal(signal.SIGTERM)
@@ -173,6 +258,9 @@ def run(
         counts, max_ms = merge(histograms)
         report = _report(ticks, rate, workers, numbers, series, counts, max_ms, (copy_rate, unindexed_rate), processes)
         report["feed_server_cpu_s"] = round(feed_cpu_s, 2)
+        report["postgresql_cpu_s"] = servers.cpu_s(servers.postgres_pids)
+        report["rabbitmq_cpu_s"] = servers.cpu_s(servers.rabbitmq_pids)
+        report["cpu_budget"] = cpu_budget(report, elapsed)
         report["with_instrument_id"], report["with_change"] = enriched
         return report
     finally:
@@ -182,6 +270,27 @@ def run(
         feed.close()
         cleanup(server_url, db, amqp_url, prefix)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def cpu_budget(report: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    """CPU microseconds a stored tick cost each part, and how busy the ticks kept the machine's cores.
+
+    From the last sample before ingestion received a tick: the processes' start (imports, connecting)
+    is not the ticks' cost.
+    """
+    spent = {name: p["cpu_s_with_ticks"] for name, p in report["processes"].items()}
+    spent["feed server"] = report["feed_server_cpu_s"]
+    for name, key in (("PostgreSQL", "postgresql_cpu_s"), ("RabbitMQ", "rabbitmq_cpu_s")):
+        if report[key] is not None:
+            spent[name] = report[key]
+    stored = max(report["stored"], 1)
+    cores = os.cpu_count() or 1
+    return {
+        "us_per_tick": {name: round(cpu * 1e6 / stored, 1) for name, cpu in spent.items()},
+        "total_us_per_tick": round(sum(spent.values()) * 1e6 / stored, 1),
+        "cores": cores,
+        "busy_share": round(sum(spent.values()) / (cores * elapsed_s), 2),
+    }
 
 
 def _decumulate(cumulative: list[float]) -> list[float]:
@@ -256,7 +365,14 @@ def _report(
             "max": round(max_ms, 1),
             "samples": sum(counts),
         },
-        "processes": {p.name: {"cpu_s": round(p.cpu_s, 2), "peak_rss_mb": round(p.peak_rss_mb, 1)} for p in processes},
+        "processes": {
+            p.name: {
+                "cpu_s": round(p.cpu_s, 2),
+                "cpu_s_with_ticks": round(p.cpu_s - p.cpu_before_ticks, 2),
+                "peak_rss_mb": round(p.peak_rss_mb, 1),
+            }
+            for p in processes
+        },
         "series": {"t_s": series.t, "stored": series.stored, "p50_ms": series.p50_ms, "p99_ms": series.p99_ms},
     }
 

@@ -40,7 +40,8 @@ def bench(
     Ingestion and workers are real processes; the database and queues are scratch ones on
     DATABASE_URL's server and AMQP_URL's broker, removed afterwards. Prints sustained ticks/s, the
     same rows' server-side COPY (the ceiling) and the ratio, receive-to-commit p50/p95/p99/max, CPU
-    seconds and peak RSS per process, and exactly-once (stored = sent, none twice).
+    seconds and peak RSS per process, and exactly-once (stored = sent, none twice). Where PostgreSQL
+    and RabbitMQ run on this machine, also their CPU, and the CPU a tick cost each part.
     """
     from tickpipe import bench as measure
 
@@ -72,7 +73,24 @@ def bench(
         f"max {latency['max']} ms ({latency['samples']:,} samples)"
     )
     for name, p in found["processes"].items():
-        click.echo(f"{name:<18} {p['cpu_s']:>7.2f} CPU s, peak RSS {p['peak_rss_mb']:.0f} MB")
+        click.echo(
+            f"{name:<18} {p['cpu_s']:>7.2f} CPU s ({p['cpu_s_with_ticks']:.2f} with ticks flowing), "
+            f"peak RSS {p['peak_rss_mb']:.0f} MB"
+        )
     click.echo(f"{'feed server':<18} {found['feed_server_cpu_s']:>7.2f} CPU s (this bench's own, on this machine)")
+    for name, key, what in (
+        ("PostgreSQL", "postgresql_cpu_s", "the scratch database's connections; WAL writer, checkpointer, bgwriter"),
+        ("RabbitMQ", "rabbitmq_cpu_s", "its node on this machine, whatever else it carried"),
+    ):
+        spent = found[key]
+        click.echo(
+            f"{name:<18} {spent:>7.2f} CPU s ({what})" if spent is not None else f"{name:<18} not on this machine"
+        )
+    budget = found["cpu_budget"]
+    parts = ", ".join(f"{name} {us:,.1f}" for name, us in budget["us_per_tick"].items())
+    click.echo(
+        f"CPU a tick         {budget['total_us_per_tick']:,.1f} us ({parts}); "
+        f"while ticks flowed, {budget['busy_share']:.0%} of {budget['cores']} cores were busy"
+    )
     if not found["exactly_once"]:
         raise SystemExit(1)
