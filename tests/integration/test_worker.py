@@ -269,7 +269,7 @@ def test_batches_of_two_workers_lock_latest_quotes_rows_in_one_order_and_never_d
                     "select count(*) from pg_stat_activity"
                     " where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()"
                 )
-                return (await cur.fetchone() or (0,))[0] == 1
+                return bool((await cur.fetchone() or (0,))[0] == 1)
 
             await until(writer_waits_for_a_lock, "the batch waiting for instrument 1's row")
             # The other transaction now takes instrument 2's row: had the batch locked that first (in

@@ -215,10 +215,11 @@ class IngestSettings(_Settings):
 
     max_ticks_per_message: int = Field(500, ge=1, le=100_000, description="Ticks per AMQP message, at most.")
     linger_ms: float = Field(
-        0,
+        10,
         ge=0,
         le=10_000,
-        description="How long a partial message may wait (0: publish at once; batches form in flight).",
+        description="Under load (1,000 ticks/s or more), how long a partial message may wait for more ticks, "
+        "from its oldest tick (at a trickle it goes at once; 0: never wait).",
     )
     spool_dir: Path = Field(
         default_factory=lambda: _state_home() / "tickpipe" / "spool",
