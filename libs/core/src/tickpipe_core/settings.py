@@ -218,7 +218,7 @@ class IngestSettings(_Settings):
         10,
         ge=0,
         le=10_000,
-        description="Under load (1,000 ticks/s or more), how long a partial message may wait for more ticks, "
+        description="Under load (200 ticks/s or more), how long a partial message may wait for more ticks, "
         "from its oldest tick (at a trickle it goes at once; 0: never wait).",
     )
     spool_dir: Path = Field(
