@@ -1,0 +1,61 @@
+"""The decoding stage, compiled: which modules mypyc turns into C extensions, and whether the build is current.
+
+The decoders run once per packet, and the interpreter's overhead is most of their cost: compiled by
+mypyc (the mypy project's compiler for type-annotated Python: the same source, checked by the same
+mypy --strict) they decode a Dhan full packet in about two thirds of the time. `make setup` compiles
+them (scripts/compile_decoders.py) when a C compiler is at hand; without one they run as Python, the
+same code, only slower. The extensions sit beside their sources, where Python imports them first, so
+a source changed after compiling would be silently shadowed by the old build: `check` refuses that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the directory holding the tickpipe_ingestion package
+MODULES = (
+    "tickpipe_ingestion/decoding.py",
+    "tickpipe_ingestion/enrich.py",
+    "tickpipe_ingestion/ticks.py",
+    "tickpipe_ingestion/dhan/parse.py",
+    "tickpipe_ingestion/dhan/wire.py",
+    "tickpipe_ingestion/kite/parse.py",
+    "tickpipe_ingestion/kite/wire.py",
+)
+STAMP = "tickpipe_ingestion/.compiled"  # the digest of the sources the extensions were built from
+
+
+def digest(root: Path = ROOT) -> str:
+    """A digest of the compiled modules' sources as they are now."""
+    h = hashlib.sha256()
+    for module in MODULES:
+        h.update(module.encode() + b"\0" + (root / module).read_bytes())
+    return h.hexdigest()
+
+
+def extensions(root: Path = ROOT) -> list[Path]:
+    """The compiled extensions present beside the sources (none: the decoders run as Python)."""
+    return [
+        ext
+        for module in MODULES
+        for suffix in EXTENSION_SUFFIXES
+        if (ext := (root / module).with_suffix(suffix)).exists()
+    ]
+
+
+def is_current(root: Path = ROOT) -> bool:
+    """Compiled, from the sources as they are now."""
+    stamp = root / STAMP
+    return bool(extensions(root)) and stamp.exists() and stamp.read_text().strip() == digest(root)
+
+
+def check(root: Path = ROOT) -> None:
+    """Refuse to run compiled decoders built from other sources than these."""
+    if extensions(root) and not is_current(root):
+        raise ImportError(
+            "the compiled decoders were built from other sources than the ones here: run `make setup` "
+            "(or `uv run python scripts/compile_decoders.py`) to rebuild them, "
+            "or `uv run python scripts/compile_decoders.py --remove` to run them as Python"
+        )
