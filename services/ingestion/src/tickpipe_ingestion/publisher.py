@@ -215,7 +215,8 @@ class TickPublisher:
             records = self.spool.read(size * self._max_in_flight)
             now = time.monotonic()
             self._linger.read(sum(r.ticks for r in records), now)
-            self._unread_since = now if self.spool.unread_ticks else None
+            if not self.spool.unread_ticks:
+                self._unread_since = None  # the next tick spooled starts the clock (left over: earlier still)
             messages = _messages(records, size)
             results = await asyncio.gather(*(self._publish(m) for m in messages), return_exceptions=True)
             confirmed = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), len(results))
