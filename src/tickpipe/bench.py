@@ -80,7 +80,7 @@ def cpu_seconds(pid: int, name: str | None = None) -> float | None:
         return None
 
 
-# PostgreSQL's processes that work for every database: their CPU during the run counts (from its start).
+# PostgreSQL's processes that work for every database: what they spend during the run counts too.
 _PG_SHARED = ["walwriter", "checkpointer", "background writer"]
 
 
@@ -88,10 +88,11 @@ _PG_SHARED = ["walwriter", "checkpointer", "background writer"]
 class ServerCpu:
     """What the run cost the database server and the broker where they run on this machine (from /proc).
 
-    PostgreSQL: the backends of the scratch database (the workers' connections, autovacuum) for their
-    whole life, and its WAL writer, checkpointer and background writer from the run's start. RabbitMQ:
-    its node process(es) here from the run's start, whatever else they carried meanwhile. A server
-    elsewhere (another host, a container's own process namespace) is not measured: None.
+    PostgreSQL: the scratch database's backends (the workers' connections, autovacuum) and its WAL
+    writer, checkpointer and background writer; RabbitMQ: its node process(es) here, whatever else
+    they carried meanwhile. Counted from `restart` (a backend of the scratch database that starts
+    later, from its start). A server elsewhere (another host, a container's own process namespace)
+    is not measured: None.
     """
 
     start: dict[int, float] = field(default_factory=dict)
