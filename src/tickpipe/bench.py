@@ -212,34 +212,33 @@ def run(
         started = ticks_from = time.monotonic()
         ingest = next(p for p in processes if p.name == "ingest")
         previous: list[float] | None = None
-        monitor = psycopg.connect(db, autocommit=True)
-        while True:
-            time.sleep(0.5)
-            for p in processes:
-                p.sample()
-            servers.sample(monitor)
-            scraped = [(p, _scrape(p)) for p in processes]
-            buckets = [b for p, b in scraped if p.name.startswith("work")]
-            stored = sum(p.counted for p in processes if p.name.startswith("work"))
-            if not ingest.counted:  # ingestion has received nothing yet: all spent so far is starting
+        with psycopg.connect(db, autocommit=True) as monitor:  # pg_stat_activity only: no scan of ticks
+            while True:
+                time.sleep(0.5)
                 for p in processes:
-                    p.cpu_before_ticks = p.cpu_s
-                servers.restart()
-                ticks_from = time.monotonic()
-            total = [sum(v) for v in zip(*[b for b in buckets if b], strict=False)] if any(buckets) else None
-            series.t.append(time.monotonic() - started)
-            series.stored.append(stored)
-            interval = [a - b for a, b in zip(total, previous, strict=False)] if total and previous else None
-            counts = [int(c) for c in _decumulate(interval)] if interval else None
-            series.p50_ms.append(percentile(counts, 50, BOUNDS_MS[-1] * 2) if counts and sum(counts) else None)
-            series.p99_ms.append(percentile(counts, 99, BOUNDS_MS[-1] * 2) if counts and sum(counts) else None)
-            previous = total or previous
-            if stored >= ticks or time.monotonic() - started > timeout_s:
-                break
-        feed_cpu_s = feed.cpu_seconds()
-        elapsed = time.monotonic() - ticks_from
-        servers.sample(monitor)
-        monitor.close()
+                    p.sample()
+                servers.sample(monitor)
+                scraped = [(p, _scrape(p)) for p in processes]
+                buckets = [b for p, b in scraped if p.name.startswith("work")]
+                stored = sum(p.counted for p in processes if p.name.startswith("work"))
+                if not ingest.counted:  # ingestion has received nothing yet: all spent so far is starting
+                    for p in processes:
+                        p.cpu_before_ticks = p.cpu_s
+                    servers.restart()
+                    ticks_from = time.monotonic()
+                total = [sum(v) for v in zip(*[b for b in buckets if b], strict=False)] if any(buckets) else None
+                series.t.append(time.monotonic() - started)
+                series.stored.append(stored)
+                interval = [a - b for a, b in zip(total, previous, strict=False)] if total and previous else None
+                counts = [int(c) for c in _decumulate(interval)] if interval else None
+                series.p50_ms.append(percentile(counts, 50, BOUNDS_MS[-1] * 2) if counts and sum(counts) else None)
+                series.p99_ms.append(percentile(counts, 99, BOUNDS_MS[-1] * 2) if counts and sum(counts) else None)
+                previous = total or previous
+                if stored >= ticks or time.monotonic() - started > timeout_s:
+                    break
+            feed_cpu_s = feed.cpu_seconds()
+            elapsed = time.monotonic() - ticks_from
+            servers.sample(monitor)
         for p in processes:
             p.sample()
             p.proc.send_signal(signal.SIGTERM)

@@ -45,15 +45,19 @@ def extensions(root: Path = ROOT) -> list[Path]:
     ]
 
 
+def _built_from_these(root: Path) -> bool:
+    stamp = root / STAMP
+    return stamp.exists() and stamp.read_text().strip() == digest(root)
+
+
 def is_current(root: Path = ROOT) -> bool:
     """Compiled, from the sources as they are now."""
-    stamp = root / STAMP
-    return bool(extensions(root)) and stamp.exists() and stamp.read_text().strip() == digest(root)
+    return bool(extensions(root)) and _built_from_these(root)
 
 
 def check(root: Path = ROOT) -> None:
     """Refuse to run compiled decoders built from other sources than these."""
-    if extensions(root) and not is_current(root):
+    if extensions(root) and not _built_from_these(root):
         raise ImportError(
             "the compiled decoders were built from other sources than the ones here: run `make setup` "
             "(or `uv run python scripts/compile_decoders.py`) to rebuild them, "

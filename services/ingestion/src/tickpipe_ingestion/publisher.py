@@ -212,9 +212,10 @@ class TickPublisher:
                 wait = self._linger.wait(self._unread_since, time.monotonic())
                 if wait:
                     await asyncio.sleep(wait)
+            unread = self.spool.unread_ticks
             records = self.spool.read(size * self._max_in_flight)
             now = time.monotonic()
-            self._linger.read(sum(r.ticks for r in records), now)
+            self._linger.read(unread - self.spool.unread_ticks, now)
             if not self.spool.unread_ticks:
                 self._unread_since = None  # the next tick spooled starts the clock (left over: earlier still)
             messages = _messages(records, size)
