@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aio_pika
@@ -20,11 +20,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.helpers import unavailable
+from tests.scratch_postgres import ScratchPostgres, scratch_cluster
 from tickpipe_core import Topology, configure_logging
 from tickpipe_core.db import with_database
 from tickpipe_core.migrate import migrate
 
-REQUIRE_SERVICES = os.environ.get("TICKPIPE_REQUIRE_SERVICES") == "1"
 DATA = Path(__file__).parent / "data"
 
 configure_logging("INFO", "json")
@@ -48,12 +49,6 @@ def _own_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INGEST_SPOOL_DIR", str(tmp_path / "spool"))
 
 
-def _unavailable(what: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{what} is required (TICKPIPE_REQUIRE_SERVICES=1) but unavailable", pytrace=False)
-    pytest.skip(f"{what} unavailable: set its TEST_*_URL or run a Docker engine")
-
-
 def _docker_available() -> bool:
     try:
         import docker  # type: ignore[import-untyped]
@@ -73,13 +68,13 @@ def pg_server_url() -> Iterator[str]:
             with psycopg.connect(url, connect_timeout=5) as conn:
                 row = conn.execute("select 1 from pg_available_extensions where name = 'timescaledb'").fetchone()
         except psycopg.OperationalError as e:
-            _unavailable(f"PostgreSQL at TEST_DATABASE_URL ({e})")
+            unavailable(f"PostgreSQL at TEST_DATABASE_URL ({e})")
         if row is None:
-            _unavailable("the timescaledb extension (run scripts/install-timescaledb.sh)")
+            unavailable("the timescaledb extension (run scripts/install-timescaledb.sh)")
         yield url
         return
     if not _docker_available():
-        _unavailable("PostgreSQL/TimescaleDB")
+        unavailable("PostgreSQL/TimescaleDB")
     from testcontainers.postgres import PostgresContainer
 
     with PostgresContainer("timescale/timescaledb:2.19.3-pg15", driver=None) as pg:
@@ -90,15 +85,18 @@ def pg_server_url() -> Iterator[str]:
 def template_database(pg_server_url: str) -> Iterator[str]:
     """A database migrated once per session, cloned by each test."""
     name = f"tickpipe_tmpl_{os.getpid()}"
-    url = with_database(pg_server_url, name)
+    _migrated_template(pg_server_url, name)
+    yield name
     _drop(pg_server_url, name)
-    migrate(url)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+
+
+def _migrated_template(server_url: str, name: str) -> None:
+    _drop(server_url, name)
+    migrate(with_database(server_url, name))
+    with psycopg.connect(server_url, autocommit=True) as conn:
         # No connections to the template, or CREATE DATABASE ... TEMPLATE would refuse to copy it.
         conn.execute(sql.SQL("alter database {} allow_connections false").format(sql.Identifier(name)))
         conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,))
-    yield name
-    _drop(pg_server_url, name)
 
 
 def _drop(server_url: str, name: str) -> None:
@@ -107,23 +105,51 @@ def _drop(server_url: str, name: str) -> None:
 
 
 @pytest.fixture
-def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
-    """A fresh, migrated database for this test alone."""
-    name = f"tickpipe_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template_database))
-        )
-    yield with_database(pg_server_url, name)
-    _drop(pg_server_url, name)
+def edition() -> str:
+    """The TimescaleDB edition a test's databases are on; tests.editions.EDITIONS runs a test on both."""
+    return "apache"
+
+
+def _server_of(request: pytest.FixtureRequest, edition: str) -> str:
+    return str(request.getfixturevalue("community_server_url" if edition == "community" else "pg_server_url"))
 
 
 @pytest.fixture
-def empty_database_url(pg_server_url: str) -> Iterator[str]:
-    """A URL naming a database that does not exist yet (migrate creates it)."""
+def new_database(request: pytest.FixtureRequest) -> Iterator[Callable[[str], str]]:
+    """Makes fresh, migrated databases for this test alone: `new_database("community")` is one on that edition."""
+    made: list[tuple[str, str]] = []
+
+    def make(edition: str) -> str:
+        server_url = _server_of(request, edition)
+        template = "community_template_database" if edition == "community" else "template_database"
+        name = f"tickpipe_t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("create database {} template {}").format(
+                    sql.Identifier(name), sql.Identifier(request.getfixturevalue(template))
+                )
+            )
+        made.append((server_url, name))
+        return with_database(server_url, name)
+
+    yield make
+    for server_url, name in made:
+        _drop(server_url, name)
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[str], str], edition: str) -> str:
+    """A fresh, migrated database for this test alone, on the test's edition."""
+    return new_database(edition)
+
+
+@pytest.fixture
+def empty_database_url(request: pytest.FixtureRequest, edition: str) -> Iterator[str]:
+    """A URL naming a database that does not exist yet (migrate creates it), on the test's edition."""
+    server_url = _server_of(request, edition)
     name = f"tickpipe_e_{uuid.uuid4().hex[:12]}"
-    yield with_database(pg_server_url, name)
-    _drop(pg_server_url, name)
+    yield with_database(server_url, name)
+    _drop(server_url, name)
 
 
 @pytest.fixture(scope="session")
@@ -138,11 +164,11 @@ def amqp_url() -> Iterator[str]:
         try:
             asyncio.run(check())
         except Exception as e:
-            _unavailable(f"RabbitMQ at TEST_AMQP_URL ({type(e).__name__})")
+            unavailable(f"RabbitMQ at TEST_AMQP_URL ({type(e).__name__})")
         yield url
         return
     if not _docker_available():
-        _unavailable("RabbitMQ")
+        unavailable("RabbitMQ")
     from testcontainers.rabbitmq import RabbitMqContainer
 
     with RabbitMqContainer("rabbitmq:3.13-management") as rabbit:
@@ -167,62 +193,21 @@ def topology(amqp_url: str) -> Iterator[Topology]:
 
 @pytest.fixture
 def scratch_postgres() -> Iterator[ScratchPostgres]:
-    """A dedicated PostgreSQL instance (with TimescaleDB) that a test may stop and start."""
-    bin_dir = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-    if bin_dir is None or not (bin_dir / "initdb").exists():
-        _unavailable("PostgreSQL server binaries for a scratch instance")
-    assert bin_dir is not None
-    import shutil
-    import tempfile
-
-    # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="tickpipe-scratch-pg-"))
-    instance = ScratchPostgres(bin_dir, base)
-    try:
-        instance.init()
-        instance.start()
+    """A dedicated PostgreSQL instance (with TimescaleDB, Apache edition) that a test may stop and start."""
+    with scratch_cluster("apache") as instance:
         yield instance
-    finally:
-        instance.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
-class ScratchPostgres:
-    """initdb + pg_ctl on a free port, run as the postgres user when we are root."""
+@pytest.fixture(scope="session")
+def community_server_url() -> Iterator[str]:
+    """A superuser URL of a scratch server running the TimescaleDB Community edition."""
+    with scratch_cluster("timescale") as instance:
+        yield instance.server_url
 
-    def __init__(self, bin_dir: Path, base: Path) -> None:
-        import socket
 
-        self.bin_dir = bin_dir
-        self.data = base / "data"
-        self.sockets = base
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/tickpipe"
-
-    def _run(self, *args: str) -> None:
-        import subprocess
-
-        cmd = [str(self.bin_dir / args[0]), *args[1:]]
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-
-    def init(self) -> None:
-        if os.geteuid() == 0:
-            import shutil
-
-            shutil.chown(self.sockets, "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-l", str(self.sockets / "log"), "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        with contextlib.suppress(Exception):
-            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+@pytest.fixture(scope="session")
+def community_template_database(community_server_url: str) -> str:
+    """The Community edition's template database (it goes with its scratch server)."""
+    name = f"tickpipe_tmpl_{os.getpid()}"
+    _migrated_template(community_server_url, name)
+    return name

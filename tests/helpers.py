@@ -7,16 +7,29 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+
+import pytest
 
 from tickpipe_core import Tick, new_tick_id
 from tickpipe_simulator.market import DHAN_MASTER_HEADER
 
 # The 16-column header of Dhan's compact instrument master.
 COMPACT_HEADER = DHAN_MASTER_HEADER
+
+
+REQUIRE_SERVICES = os.environ.get("TICKPIPE_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(what: str) -> None:
+    """A service a test needs is missing: a failure where services are required (CI), else a skip."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (TICKPIPE_REQUIRE_SERVICES=1) but unavailable", pytrace=False)
+    pytest.skip(f"{what} unavailable: set its TEST_*_URL or run a Docker engine")
 
 
 def free_port() -> int:

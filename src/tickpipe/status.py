@@ -60,6 +60,7 @@ def _database(url: str, min_gap_s: float) -> dict[str, Any]:
             size = one(
                 "select pg_database_size(current_database()), (select count(*) from show_chunks('ticks'))"
             ).fetchone() or (0, 0)
+            timescaledb = _timescaledb(conn)
     except psycopg.Error as e:
         return {"error": f"{redact_url(url)}: {type(e).__name__}: {str(e).strip().splitlines()[0]}"}
     now = datetime.now(UTC)
@@ -94,6 +95,53 @@ def _database(url: str, min_gap_s: float) -> dict[str, Any]:
         ],
         "size_bytes": size[0],
         "tick_chunks": size[1],
+        "timescaledb": timescaledb,
+    }
+
+
+def _timescaledb(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[str, Any]:
+    """The edition, compressed chunks, and the policies that keep candles, compression and retention.
+
+    On the Apache edition there are none: `tickpipe maintain` does their work.
+    """
+    one = conn.execute
+    version, license_ = one(
+        "select extversion, current_setting('timescaledb.license', true) from pg_extension"
+        " where extname = 'timescaledb'"
+    ).fetchone() or (None, None)
+    compressed = one(
+        "select count(*) filter (where is_compressed) from timescaledb_information.chunks"
+        " where hypertable_name = 'ticks'"
+    ).fetchone()
+    policies = one(
+        "select j.job_id, j.proc_name, coalesce(c.view_schema || '.' || c.view_name, j.hypertable_name),"
+        "       extract(epoch from j.schedule_interval), j.scheduled, s.last_run_status,"
+        # next_start is -infinity while a job runs or waits for its first start: Python has no such time.
+        "       case when isfinite(s.next_start) then s.next_start end"
+        " from timescaledb_information.jobs j"
+        " left join timescaledb_information.job_stats s using (job_id)"
+        " left join timescaledb_information.continuous_aggregates c"
+        "   on c.materialization_hypertable_name = j.hypertable_name"
+        " where j.hypertable_name is not null order by 2, 3"
+    ).fetchall()
+    community = license_ == "timescale"
+    return {
+        "version": version,
+        "edition": "community" if community else "apache",
+        "compressed_chunks": compressed[0] if compressed else 0,
+        "candles_kept_by": "continuous aggregate policies" if community else "tickpipe maintain",
+        "policies": [
+            {
+                "job": p[0],
+                "policy": p[1].removeprefix("policy_"),
+                "relation": p[2],
+                "every_s": float(p[3]),
+                "scheduled": p[4],
+                "last_run": p[5],
+                "next_start": p[6].isoformat() if p[6] else None,
+            }
+            for p in policies
+        ],
     }
 
 
@@ -204,6 +252,14 @@ def render(status: dict[str, Any]) -> str:
             lines.append(f"  {g['instrument']:<18} {span}  {g['seconds']:>7,.1f} s  {g['cause']}")
         lines.append("")
         lines.append(f"DATABASE  {db['size_bytes'] / 2**30:,.2f} GiB, {db['tick_chunks']} tick chunk(s)   {db['url']}")
+        ts = db["timescaledb"]
+        lines.append(
+            f"  TimescaleDB {ts['version']} {ts['edition']} edition, {ts['compressed_chunks']} compressed chunk(s);"
+            f" candles kept by {ts['candles_kept_by']}"
+        )
+        for p in ts["policies"]:
+            last = p["last_run"] or "not run yet"
+            lines.append(f"  {p['policy']:<34} {p['relation']:<30} every {p['every_s']:,.0f} s, last: {last}")
     return "\n".join(lines)
 
 

@@ -7,7 +7,6 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 
-from tests.conftest import ScratchPostgres
 from tests.faults.conftest import Pipeline
 from tests.faults.harness import (
     NumberedFeed,
@@ -21,6 +20,7 @@ from tests.faults.harness import (
     wait_stored,
 )
 from tests.helpers import wait_until
+from tests.scratch_postgres import ScratchPostgres
 from tickpipe_core.migrate import migrate
 
 TOTAL, RATE = 15_000, 2_000

@@ -1,17 +1,16 @@
 """The analytics schema against a straightforward Python computation, on simulator data written as ticks.
 
 Candles across an India trading-day boundary (the cumulative volume restarts), late ticks folded in
-by the next `maintain`, a tick committed a moment ago visible in the 1m candle at once, tick bars,
-spread statistics, the option chain and breadth. Community-edition SQL is parsed and planned here.
+by the next refresh, a tick committed a moment ago visible in the 1m candle at once, tick bars,
+spread statistics, the option chain and breadth. Every test runs on both TimescaleDB editions: candles
+are `tickpipe maintain`'s tables on Apache and continuous aggregates with refresh policies on Community.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,16 +20,16 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from tests import analytics_reference as ref
+from tests.editions import EDITIONS, refresh_candles
 from tests.helpers import make_tick
 from tests.integration.pipeline import sync_dhan_lines
-from tickpipe_analytics.maintain import maintain_once
 from tickpipe_core import Tick
 from tickpipe_core.settings import AnalyticsSettings
 from tickpipe_simulator.market import SimInstrument
 from tickpipe_workers import TickWriter
 
 INSTRUMENT = 7
-MIGRATIONS = Path(__file__).parents[2] / "database" / "migrations"
+pytestmark = pytest.mark.parametrize("edition", EDITIONS)
 
 
 def _simulated_day(day_start_utc: datetime, minutes: int, seed: int) -> list[Tick]:
@@ -124,25 +123,27 @@ def test_candles_across_a_trading_day_boundary_restart_the_volume_and_match_the_
         max(t.volume or 0 for t in day1),
         max(t.volume or 0 for t in day2),
     ]  # each day's volume is that day's cumulative volume: the counter restarted
-    maintain_once(database_url, SETTINGS)
+    refresh_candles(database_url, SETTINGS)
     for level, width in (("1m", timedelta(minutes=1)), ("15m", timedelta(minutes=15)), ("1d", timedelta(days=1))):
         assert _approx(_view(database_url, level, start, end)) == _approx(ref.candles(_ref(ticks), width)), level
 
 
-def test_late_ticks_are_folded_in_by_the_next_maintain_and_a_tick_just_committed_is_in_the_1m_candle(
+def test_late_ticks_are_folded_in_by_the_next_refresh_and_a_tick_just_committed_is_in_the_1m_candle(
     database_url: str,
 ) -> None:
+    # Within the Community edition's narrowest refresh window (the 1s level's 10 minutes), with minutes
+    # to spare: late ticks older than a level's window stay out of its materialized candles there.
     now = datetime.now(UTC).replace(microsecond=0)
-    ticks = _simulated_day(now - timedelta(minutes=30), 20, seed=3)
-    late = ticks[100::7]  # every 7th tick from the 100th arrives late, after a maintain ran
+    ticks = _simulated_day(now - timedelta(minutes=6), 5, seed=3)
+    late = ticks[100::7]  # every 7th tick from the 100th arrives late, after a refresh ran
     on_time = [t for t in ticks if t not in late]
     _write(database_url, on_time)
-    maintain_once(database_url, SETTINGS)
+    refresh_candles(database_url, SETTINGS)
     start, end = now - timedelta(hours=1), now + timedelta(hours=1)
     assert _approx(_view(database_url, "1m", start, end)) == _approx(ref.candles(_ref(on_time), timedelta(minutes=1)))
 
     _write(database_url, late)
-    maintain_once(database_url, SETTINGS)
+    refresh_candles(database_url, SETTINGS)
     for level, width in (("1m", timedelta(minutes=1)), ("5m", timedelta(minutes=5))):
         assert _approx(_view(database_url, level, start, end)) == _approx(ref.candles(_ref(ticks), width)), level
 
@@ -246,32 +247,3 @@ def test_option_chain_and_breadth_from_the_newest_quotes(database_url: str) -> N
         "unchanged": sum(c == 0 for c in changes),
         "unknown": 1,  # 999999 has no quote
     }
-
-
-def test_the_community_edition_sql_parses_and_its_aggregate_queries_plan_here(database_url: str) -> None:
-    """0007 runs only on the Community edition (compose); here it is parsed and each aggregate's query planned."""
-    from pglast import ast, parse_plpgsql, parse_sql
-    from pglast.stream import RawStream
-
-    text = (MIGRATIONS / "0007_analytics_community.sql").read_text()
-    statements = parse_sql(text)
-    queries = []
-    for stmt in statements:
-        node = stmt.stmt
-        if isinstance(node, ast.CreateTableAsStmt) and node.query is not None:  # create materialized view ... as
-            queries.append(RawStream()(node.query))
-        elif isinstance(node, ast.DoStmt):
-            body = next(a.arg.sval for a in node.args or () if a.defname == "as")
-            parse_plpgsql(f"create function f() returns void language plpgsql as $body${body}$body$")
-            # The wider levels' template, on the 0006 relation with the same columns as the 1m aggregate.
-            template = re.search(r"timescaledb.materialized_only = false\) as\s+(select .*?)with no data", body, re.S)
-            assert template is not None
-            queries.append(
-                template[1]
-                .replace("%2$L", "'5 minutes'")
-                .replace("analytics._candles_%3$s_cagg", "analytics._candles_1m_raw")
-            )
-    assert len(queries) == 2  # the tick-level aggregate, and the template the wider levels are built with
-    with psycopg.connect(database_url) as conn:
-        for q in queries:
-            conn.execute(f"explain {q}")

@@ -22,8 +22,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests import analytics_reference as ref
+from tests.editions import EDITIONS
 from tests.helpers import until
 from tests.integration.pipeline import dhan, queue_depths, run_pipeline, sync_dhan_lines
 from tickpipe_core import Topology
@@ -168,6 +170,7 @@ def _tickpipe(database_url: str, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.parametrize("edition", EDITIONS)
 def test_candles_and_profile_of_the_nifty_recording_equal_the_reference_computation(
     database_url: str, amqp_url: str, topology: Topology, tmp_path: Path
 ) -> None:

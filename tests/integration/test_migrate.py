@@ -1,4 +1,5 @@
-"""Migrations on a real TimescaleDB: create, record, refuse changed files, take turns, skip editions."""
+"""Migrations on a real TimescaleDB: create, record, refuse changed files, accept corrected ones, take
+turns, and on each edition apply what it has (the Community edition everything, Apache all but its files)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
+from tests.editions import EDITIONS
 from tickpipe_core import MigrationError
-from tickpipe_core.migrate import default_directory, migrate
+from tickpipe_core.migrate import default_directory, discover, migrate
 
 
-def test_migrate_creates_the_database_and_a_ticks_hypertable(empty_database_url: str) -> None:
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_migrate_creates_the_database_and_a_ticks_hypertable(empty_database_url: str, edition: str) -> None:
     applied = migrate(empty_database_url)
     assert next(m.version for m in applied) == 1
     with psycopg.connect(empty_database_url) as conn:
@@ -22,10 +25,36 @@ def test_migrate_creates_the_database_and_a_ticks_hypertable(empty_database_url:
             "select hypertable_name from timescaledb_information.dimensions where column_name = 'time'"
         ).fetchall()
         recorded = conn.execute("select version, checksum from schema_migrations order by version").fetchall()
+        compression = conn.execute(
+            "select compression_enabled from timescaledb_information.hypertables where hypertable_name = 'ticks'"
+        ).fetchone()
+        aggregates = conn.execute(
+            "select view_name from timescaledb_information.continuous_aggregates order by view_name"
+        ).fetchall()
+        policies = conn.execute(
+            "select proc_name, count(*) from timescaledb_information.jobs where hypertable_name is not null"
+            " group by 1 order by 1"
+        ).fetchall()
+        ltq = conn.execute(
+            "select data_type from information_schema.columns where table_name = 'ticks' and column_name = 'ltq'"
+        ).fetchone()
     assert hypertable == [("ticks",)]
     assert [v for v, _ in recorded] == [m.version for m in applied]
+    assert ltq == ("bigint",)
+    everything = [m.version for m in discover(default_directory())]
+    if edition == "community":  # every file, the Community edition's own included
+        assert [m.version for m in applied] == everything
+        assert compression == (True,)
+        assert aggregates == [(f"_candles_{level}_cagg",) for level in ("15m", "1d", "1h", "1m", "1s", "5m")]
+        assert policies == [("policy_compression", 1), ("policy_refresh_continuous_aggregate", 6)]
+    else:  # all but the files that need the Community edition
+        assert [m.version for m in applied] == [
+            m.version for m in discover(default_directory()) if not m.needs_community
+        ]
+        assert (compression, aggregates, policies) == ((False,), [], [])
 
 
+@pytest.mark.parametrize("edition", EDITIONS)
 def test_second_run_applies_nothing(empty_database_url: str) -> None:
     migrate(empty_database_url)
     assert migrate(empty_database_url) == []
@@ -39,6 +68,27 @@ def test_changed_applied_file_is_an_error(empty_database_url: str, tmp_path: Pat
     first.write_text(first.read_text() + "\n-- an edit\n")
     with pytest.raises(MigrationError, match="was changed after it was applied"):
         migrate(empty_database_url, directory)
+
+
+def test_a_corrected_file_replaces_the_checksum_it_names_and_no_other(empty_database_url: str, tmp_path: Path) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(default_directory(), directory)
+    migrate(empty_database_url, directory)
+    first = sorted(directory.glob("0001_*.sql"))[0]
+    released = discover(directory)[0].checksum
+    first.write_text(f"-- corrects: {'0' * 64}\n{first.read_text()}\n-- a fix\n")
+    with pytest.raises(MigrationError, match="was changed after it was applied"):
+        migrate(empty_database_url, directory)  # it corrects another version than the one applied here
+
+    first.write_text(f"-- corrects: {released}\n{first.read_text()}")
+    with capture_logs() as logs:
+        assert migrate(empty_database_url, directory) == []
+    assert [e["migration"] for e in logs if e["event"] == "migration_corrected"] == [first.name]
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("select checksum from schema_migrations where version = 1").fetchone() == (
+            discover(directory)[0].checksum,
+        )
+    assert migrate(empty_database_url, directory) == []
 
 
 def test_failed_migration_rolls_back_and_names_the_file(empty_database_url: str, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Least privilege: each service's role can do its job and no more."""
+"""Least privilege: each service's role can do its job and no more, on both TimescaleDB editions."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.helpers import make_tick
-from tickpipe_workers import TickWriter
+from tests import roles
+from tests.editions import EDITIONS
+
+pytestmark = pytest.mark.parametrize("edition", EDITIONS)
 
 
 def _as(database_url: str, group: str) -> str:
@@ -25,49 +27,13 @@ def _as(database_url: str, group: str) -> str:
     return f"postgresql://{user}:{password}@{host_part}"
 
 
-def _denied(url: str, statement: str) -> None:
-    with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(statement)
-
-
 def test_the_writer_stores_ticks_and_quotes_and_cannot_drop_or_read_beyond(database_url: str) -> None:
-    import asyncio
-
-    url = _as(database_url, "tickpipe_writer")
-
-    async def write() -> int:
-        writer = TickWriter(url)
-        try:
-            return await writer.write([make_tick(security_id=1), make_tick(security_id=2)])
-        finally:
-            await writer.close()
-
-    assert asyncio.run(write()) == 2  # COPY into the hypertable (a new chunk too) and the quotes upsert
-    _denied(url, "drop table ticks")
-    _denied(url, "delete from ticks")
-    _denied(url, "select * from instruments")
-    _denied(url, "create table mine (x int)")
+    roles.writer_stores_ticks_and_quotes_and_no_more(_as(database_url, "tickpipe_writer"))
 
 
 def test_the_analyst_reads_everything_and_cannot_write(database_url: str) -> None:
-    url = _as(database_url, "tickpipe_analyst")
-    with psycopg.connect(url) as conn:
-        conn.execute("select count(*) from ticks").fetchone()
-        conn.execute("select * from analytics.candles_1m limit 1").fetchall()
-        conn.execute("select * from analytics.watermarks limit 1").fetchall()
-        conn.execute("select * from feed_sessions limit 1").fetchall()
-    _denied(url, "insert into instruments (exchange, segment, trading_symbol) values ('NSE', 'E', 'X')")
-    _denied(url, "delete from latest_quotes")
-    _denied(url, "update feed_sessions set end_reason = 'x'")
+    roles.analyst_reads_everything_and_writes_nothing(_as(database_url, "tickpipe_analyst"))
 
 
 def test_ingestion_reads_instruments_records_sessions_and_nothing_else(database_url: str) -> None:
-    url = _as(database_url, "tickpipe_ingest")
-    with psycopg.connect(url) as conn:
-        conn.execute("select count(*) from instruments").fetchone()
-        conn.execute(
-            "insert into feed_sessions (id, source, connection, host, pid, started_at)"
-            " values (gen_random_uuid(), 'dhan', 'dhan-0', 'h', 1, now())"
-        )
-    _denied(url, "select * from ticks")
-    _denied(url, "insert into instruments (exchange, segment, trading_symbol) values ('NSE', 'E', 'X')")
+    roles.ingest_reads_instruments_records_sessions_and_no_more(_as(database_url, "tickpipe_ingest"))

@@ -11,9 +11,9 @@ import sys
 import psycopg
 import pytest
 
-from tests.conftest import ScratchPostgres
 from tests.helpers import make_tick, until, wait_until
 from tests.integration.pipeline import count_ticks, publish_bodies, queue_depths
+from tests.scratch_postgres import ScratchPostgres
 from tickpipe_core import Topology, encode_batch
 from tickpipe_core.migrate import migrate
 from tickpipe_core.settings import WorkerSettings

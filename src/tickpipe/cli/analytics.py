@@ -26,16 +26,20 @@ WHEN = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m
 @click.option("--rebuild", is_flag=True, help="Recompute every materialized candle from the first tick (with --once).")
 @reads(DatabaseSettings, AnalyticsSettings)
 def maintain(once: bool, rebuild: bool) -> None:
-    """Keep the analytics schema fresh: candle refresh (Apache edition), retention, chunk interval.
+    """Keep the analytics schema fresh: candle refresh, retention, chunk interval.
 
-    On the Community edition continuous aggregates refresh themselves; maintain sets their retention.
+    On the Community edition refresh policies keep each level's recent window; maintain refreshes the
+    history before it (late or backfilled ticks) and sets the retention policies.
     """
     from tickpipe_analytics.maintain import maintain_forever, maintain_once
 
     database_url, settings = load(DatabaseSettings).database_url, load(AnalyticsSettings)
     if once:
         report = maintain_once(database_url, settings, rebuild=rebuild)
-        levels = ", ".join(f"{k} {v}" for k, v in report.refreshed.items()) or "by the edition's policies"
+        levels = ", ".join(f"{k} {v}" for k, v in report.refreshed.items()) or (
+            "by the refresh policies; history before their windows refreshed for "
+            + (", ".join(report.history_refreshed) or "no level")
+        )
         click.echo(
             f"maintained ({report.edition} edition) in {report.seconds:.2f} s: candle rows {levels};"
             f" {report.dropped_chunks} tick chunks dropped, {report.deleted_candles} candles deleted",

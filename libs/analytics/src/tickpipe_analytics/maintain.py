@@ -3,8 +3,10 @@
 On the Apache edition this is what continuous aggregates and policies do on the Community edition:
 it refreshes each candle level incrementally (analytics.refresh_candles), drops tick chunks older
 than TICKS_RETENTION_DAYS and candles older than CANDLES_RETENTION_DAYS. On the Community edition
-the refresh policies of migration 0007 keep candles fresh, and maintain sets retention policies
-from the same settings. On both it keeps the ticks chunk interval at TICKS_CHUNK_HOURS.
+the refresh policies of migration 0007 keep each level's recent window fresh; maintain refreshes the
+history before those windows (ticks stored before the first refresh, or later than a window reaches,
+which a policy never looks at again) and sets retention policies from the same settings. On both it
+keeps the ticks chunk interval at TICKS_CHUNK_HOURS.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class MaintainReport:
     edition: str
     refreshed: dict[str, int] = field(default_factory=dict)
     """Candle rows written per level (Apache edition)."""
+    history_refreshed: list[str] = field(default_factory=list)
+    """Levels whose history before their policy's window was refreshed (Community edition)."""
     dropped_chunks: int = 0
     deleted_candles: int = 0
     seconds: float = 0.0
@@ -53,6 +57,7 @@ def maintain_once(
         report = MaintainReport(timescaledb_license(conn))
         _chunk_interval(conn, settings.ticks_chunk_hours)
         if report.edition == "timescale":
+            report.history_refreshed = _community_history(conn, rebuild)
             if policies:
                 _community_retention(conn, settings)
         else:
@@ -95,6 +100,37 @@ def _apache_retention(conn: Conn, settings: AnalyticsSettings, report: MaintainR
                 (settings.candles_retention_days,),
             )
             report.deleted_candles += cur.rowcount
+
+
+def _community_history(conn: Conn, rebuild: bool) -> list[str]:
+    """Refresh each candle aggregate, finest first, over everything before its policy's window.
+
+    A refresh policy only looks at its window (the 1s level's last ten minutes): ticks stored before
+    the first refresh, or stored later than the window reaches, would otherwise never reach that
+    level's materialized candles. Only ranges with such ticks are recomputed, so a cycle with none
+    costs little; `rebuild` recomputes every bucket up to the policy's end instead.
+    """
+    done = []
+    for level in LEVELS:
+        relation = f"analytics._candles_{level}_cagg"
+        row = conn.execute(
+            "select (j.config->>'start_offset')::interval, (j.config->>'end_offset')::interval"
+            " from timescaledb_information.jobs j join timescaledb_information.continuous_aggregates c"
+            "   on c.materialization_hypertable_name = j.hypertable_name"
+            " where j.proc_name = 'policy_refresh_continuous_aggregate'"
+            "   and c.view_schema || '.' || c.view_name = %s",
+            (relation,),
+        ).fetchone()
+        if row is None:  # no policy on this level: nothing is refreshed behind it
+            continue
+        start_offset, end_offset = row
+        until = end_offset if rebuild else start_offset
+        conn.execute(
+            "call refresh_continuous_aggregate(%s::regclass, null, now() - %s::interval, force => %s)",
+            (relation, until, rebuild),
+        )
+        done.append(level)
+    return done
 
 
 def _community_retention(conn: Conn, settings: AnalyticsSettings) -> None:

@@ -3,7 +3,9 @@
 Each file runs in its own transaction. A session-level advisory lock makes two migrators that
 start at once take turns; the second finds nothing left to do. A file whose first lines say
 `-- requires: timescaledb-community` is skipped with a notice on the Apache edition and applied
-by a later run on a server that has the Community edition.
+by a later run on a server that has the Community edition. A file corrected after it was released
+names the checksums of the versions it replaces (`-- corrects: <sha256>`, same effect wherever those
+applied): a database that applied one records the new checksum instead of refusing to start.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ log = get_logger("migrate")
 _LOCK_KEY = 0x7469636B70697065  # "tickpipe" in ASCII, as a 64-bit advisory lock key
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _REQUIRES_COMMUNITY = "-- requires: timescaledb-community"
+_CORRECTS = re.compile(r"^-- corrects: ([0-9a-f]{64})$", re.M)
+_HEADER_LINES = 5
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,17 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
     @property
+    def header(self) -> str:
+        return "\n".join(self.sql.split("\n", _HEADER_LINES)[:_HEADER_LINES])
+
+    @property
     def needs_community(self) -> bool:
-        return _REQUIRES_COMMUNITY in self.sql.split("\n", 5)[:5]
+        return _REQUIRES_COMMUNITY in self.header.splitlines()
+
+    @property
+    def corrects(self) -> frozenset[str]:
+        """Checksums of earlier versions of this file that this one replaces."""
+        return frozenset(_CORRECTS.findall(self.header))
 
 
 def default_directory() -> Path:
@@ -88,7 +101,9 @@ def migrate(url: str, directory: Path | None = None) -> list[Migration]:
                 )
                 for mig in migrations:
                     if mig.version in applied:
-                        if applied[mig.version] != mig.checksum:
+                        if applied[mig.version] in mig.corrects:
+                            _record_correction(conn, mig, applied[mig.version])
+                        elif applied[mig.version] != mig.checksum:
                             raise MigrationError(
                                 f"{mig.path.name} was changed after it was applied; add a new migration"
                             )
@@ -108,6 +123,11 @@ def migrate(url: str, directory: Path | None = None) -> list[Migration]:
         raise StorageError(f"cannot reach PostgreSQL at {redact_url(url)}: {e}") from e
     log.info("migrations_done", applied=[m.path.name for m in applied_now], total=len(migrations))
     return applied_now
+
+
+def _record_correction(conn: psycopg.Connection[tuple[object, ...]], mig: Migration, old: str) -> None:
+    conn.execute("update schema_migrations set checksum = %s where version = %s", (mig.checksum, mig.version))
+    log.info("migration_corrected", migration=mig.path.name, replaced_checksum=old[:12])
 
 
 def _apply(conn: psycopg.Connection[tuple[object, ...]], mig: Migration) -> None:
