@@ -1,4 +1,4 @@
-"""Compile the decoding stage with mypyc (see tickpipe_ingestion/compiled.py), unless it is current.
+"""Compile the decoding stage with mypyc (see tickpipe_brokers/compiled.py), unless it is current.
 
     uv run python scripts/compile_decoders.py            # build, if the sources changed
     uv run python scripts/compile_decoders.py --remove   # back to plain Python
@@ -16,10 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Loaded from its file: importing the tickpipe_ingestion package would refuse a stale build, which is
+# Loaded from its file: importing the tickpipe_brokers package would refuse a stale build, which is
 # what this script is here to replace.
 _SPEC = importlib.util.spec_from_file_location(
-    "compiled", Path(__file__).resolve().parent.parent / "services/ingestion/src/tickpipe_ingestion/compiled.py"
+    "compiled", Path(__file__).resolve().parent.parent / "libs/brokers/src/tickpipe_brokers/compiled.py"
 )
 assert _SPEC is not None and _SPEC.loader is not None
 compiled = importlib.util.module_from_spec(_SPEC)

@@ -28,7 +28,7 @@ fi
 
 command -v uv >/dev/null || { log "installing uv"; python3 -m pip install --quiet --user uv; }
 uv sync --frozen --all-packages --quiet
-# The decoders, compiled with mypyc where a C compiler is (tickpipe_ingestion/compiled.py); else Python.
+# The decoders, compiled with mypyc where a C compiler is (tickpipe_brokers/compiled.py); else Python.
 uv run --frozen python scripts/compile_decoders.py | sed 's/^/setup: /' >&2
 
 # The page's charting library, from the npm registry (package-lock.json pins it).

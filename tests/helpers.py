@@ -98,14 +98,14 @@ def exported_metric_names() -> set[str]:
     from prometheus_client.parser import text_string_to_metric_families
     from pydantic import SecretStr
 
+    from tickpipe_brokers.dhan.feed import DhanFeed
+    from tickpipe_brokers.ticks import TickBuilder
     from tickpipe_core import Topology
     from tickpipe_core.metrics import registry_of
     from tickpipe_core.settings import IngestSettings, WorkerSettings
-    from tickpipe_ingestion.dhan.feed import DhanFeed
     from tickpipe_ingestion.metrics import ingest_metrics
     from tickpipe_ingestion.publisher import TickPublisher
     from tickpipe_ingestion.service import IngestStats
-    from tickpipe_ingestion.ticks import TickBuilder
     from tickpipe_workers import Worker
     from tickpipe_workers.metrics import worker_metrics
 
@@ -116,7 +116,7 @@ def exported_metric_names() -> set[str]:
     feed.decoder.counters["bad_packets.truncated"] += 1
     feed.connections[0].reconnects["silent"] += 1
     stats = IngestStats(
-        feed, TickBuilder("dhan"), TickPublisher("amqp://unused/", Topology("x"), IngestSettings()), None
+        feed, TickBuilder("dhan", pair_key=True), TickPublisher("amqp://unused/", Topology("x"), IngestSettings()), None
     )
     worker = Worker(0, "postgresql://unused/x", "amqp://unused/", Topology("x"), WorkerSettings())
     worker.newest_exchange_ts = 1.0

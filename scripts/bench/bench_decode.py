@@ -27,11 +27,11 @@ from typing import Any
 from dhanhq.marketfeed import MarketFeed
 from kiteconnect.ticker import KiteTicker
 
-from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.dhan.parse import DhanDecoder
-from tickpipe_ingestion.kite.parse import KiteDecoder
+from tickpipe_brokers.dhan import wire
+from tickpipe_brokers.dhan.encode import encode_full
+from tickpipe_brokers.dhan.parse import DhanDecoder
+from tickpipe_brokers.kite.parse import KiteDecoder
 from tickpipe_simulator import kite as kite_sim
-from tickpipe_simulator.dhan import encode_full
 from tickpipe_simulator.market import make_instruments
 
 

@@ -23,12 +23,13 @@ import uuid
 from pathlib import Path
 
 from tickpipe.bench import Process, drop_database, drop_topology, free_port, synced_market
+from tickpipe.cli.simulate import feed_environment
 from tickpipe_core.db import with_database
 from tickpipe_core.metrics import scrape
 from tickpipe_core.migrate import migrate
-from tickpipe_simulator.bundled import feed_settings
+from tickpipe_simulator.dhan import numbered_capture
 from tickpipe_simulator.market import SimInstrument
-from tickpipe_simulator.replay import ThreadedReplay, numbered_capture
+from tickpipe_simulator.replay import ThreadedReplay
 
 
 def _published(port: int) -> int:
@@ -49,7 +50,7 @@ def run_once(
         ThreadedReplay(numbered_capture(ticks, None, market), speed=0) as feed,
     ):
         env = {
-            **os.environ, **feed_settings("dhan", feed.port, market), "DHAN_FEED_MODE": "full",
+            **os.environ, **feed_environment("dhan", f"ws://127.0.0.1:{feed.port}", market), "DHAN_FEED_MODE": "full",
             "DATABASE_URL": db, "AMQP_URL": amqp_url, "AMQP_PREFIX": prefix, "LOG_FORMAT": "json",
             "INGEST_SPOOL_DIR": spool, "METRICS_PORT": str(port), **extra_env,
         }  # fmt: skip

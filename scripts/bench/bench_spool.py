@@ -21,10 +21,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tickpipe_brokers.dhan.encode import encode_full
+from tickpipe_brokers.dhan.parse import DhanDecoder
 from tickpipe_core import Tick, encode_ticks
-from tickpipe_ingestion.dhan.parse import DhanDecoder
 from tickpipe_ingestion.spool import FsyncPolicy, Spool
-from tickpipe_simulator.dhan import encode_full
 from tickpipe_simulator.market import make_instruments
 
 

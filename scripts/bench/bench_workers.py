@@ -25,14 +25,14 @@ import aio_pika
 import psycopg
 from psycopg import sql
 
+from tickpipe_brokers.dhan.encode import encode_full
+from tickpipe_brokers.dhan.parse import DhanDecoder
 from tickpipe_core import Topology, encode_batch
 from tickpipe_core.db import with_database
 from tickpipe_core.logging import configure_logging
 from tickpipe_core.migrate import migrate
 from tickpipe_core.settings import WorkerSettings
 from tickpipe_core.topology import TICKS_ROUTING_KEY
-from tickpipe_ingestion.dhan.parse import DhanDecoder
-from tickpipe_simulator.dhan import encode_full
 from tickpipe_simulator.market import make_instruments
 from tickpipe_workers import run_workers
 

@@ -33,14 +33,15 @@ from typing import Any
 
 import psycopg
 
+from tickpipe.cli.simulate import feed_environment
 from tickpipe_core import Topology, get_logger
 from tickpipe_core.db import with_database
 from tickpipe_core.metrics import scrape
 from tickpipe_core.migrate import migrate
 from tickpipe_instruments import parse_master, sync_instruments
-from tickpipe_simulator.bundled import feed_settings
+from tickpipe_simulator.dhan import numbered_capture
 from tickpipe_simulator.market import SimInstrument, dhan_master, make_instruments
-from tickpipe_simulator.replay import ThreadedReplay, numbered_capture
+from tickpipe_simulator.replay import ThreadedReplay
 from tickpipe_workers.latency import BOUNDS_MS, merge, percentile
 
 log = get_logger("bench")
@@ -187,7 +188,7 @@ def run(
     market = synced_market(db, instruments)
     feed = ThreadedReplay(numbered_capture(ticks, rate, market), speed=0 if rate is None else 1.0)
     env = {
-        **os.environ, **feed_settings("dhan", feed.port, market), "DHAN_FEED_MODE": "full",
+        **os.environ, **feed_environment("dhan", f"ws://127.0.0.1:{feed.port}", market), "DHAN_FEED_MODE": "full",
         "DATABASE_URL": db, "AMQP_URL": amqp_url, "AMQP_PREFIX": prefix, "LOG_FORMAT": "json",
         "INGEST_SPOOL_DIR": str(work / "spool"),
     }  # fmt: skip

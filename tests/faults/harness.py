@@ -28,7 +28,7 @@ import aio_pika
 import psycopg
 
 from tests.helpers import free_port, until, wait_until
-from tickpipe_simulator.bundled import feed_settings
+from tickpipe.cli.simulate import feed_environment
 from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.market import make_instruments
 
@@ -86,7 +86,9 @@ class NumberedFeed:
 
     def env(self, port: int | None = None) -> dict[str, str]:
         """The settings that point `tickpipe ingest` at this feed (or at a proxy of it on `port`)."""
-        return feed_settings("dhan", port or self.port, self.instruments) | {"DHAN_FEED_MODE": "full"}
+        return feed_environment("dhan", f"ws://127.0.0.1:{port or self.port}", self.instruments) | {
+            "DHAN_FEED_MODE": "full"
+        }
 
     def sent(self) -> list[int]:
         """The numbers written to a socket so far."""

@@ -8,9 +8,10 @@ from pathlib import Path
 from tests.faults.conftest import Pipeline
 from tests.faults.harness import NumberedFeed, assert_exactly_once, stored_count, wait_stored
 from tests.helpers import wait_until
-from tickpipe_simulator.bundled import feed_settings
+from tickpipe.cli.simulate import feed_environment
+from tickpipe_simulator.dhan import numbered_capture
 from tickpipe_simulator.market import make_instruments
-from tickpipe_simulator.replay import ThreadedReplay, numbered_capture
+from tickpipe_simulator.replay import ThreadedReplay
 
 
 def test_a_snapshot_resent_after_each_of_ten_reconnects_is_stored_once(
@@ -35,7 +36,7 @@ def test_two_ingestions_on_one_feed_store_each_tick_once_and_either_may_be_kille
     total = 16_000
     market = make_instruments(20, seed=3)
     with ThreadedReplay(numbered_capture(total, 2_000, market)) as feed:
-        env = feed_settings("dhan", feed.port, market) | {"DHAN_FEED_MODE": "full"}
+        env = feed_environment("dhan", f"ws://127.0.0.1:{feed.port}", market) | {"DHAN_FEED_MODE": "full"}
         a = pipeline.service("ingest-a", ["ingest"], **env).start()
         b = pipeline.service("ingest-b", ["ingest"], **env).start()
         worker = pipeline.worker().start()

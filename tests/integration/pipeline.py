@@ -13,19 +13,20 @@ import psycopg
 from pydantic import SecretStr
 
 from tests.helpers import until
+from tickpipe_brokers import adapter
+from tickpipe_brokers.dhan.settings import DhanSettings
+from tickpipe_brokers.kite.settings import KiteSettings
 from tickpipe_core import Topology
 from tickpipe_core.settings import (
     AmqpSettings,
     DatabaseSettings,
-    DhanSettings,
     IngestSettings,
     InstrumentSettings,
-    KiteSettings,
     WorkerSettings,
 )
 from tickpipe_core.topology import TICKS_ROUTING_KEY
 from tickpipe_ingestion import run_ingest
-from tickpipe_ingestion.service import Brokers
+from tickpipe_ingestion.service import Broker
 from tickpipe_simulator.server import SimulatorServer
 from tickpipe_workers import run_workers
 
@@ -65,10 +66,10 @@ async def count_rows(url: str) -> int:
         return int(row[0]) if row else 0
 
 
-def dhan(feed_url: str, instruments: list[tuple[str, int]]) -> Brokers:
-    return Brokers(
-        "dhan",
-        dhan=DhanSettings(
+def dhan(feed_url: str, instruments: list[tuple[str, int]]) -> Broker:
+    return Broker(
+        adapter("dhan"),
+        DhanSettings(
             feed_url=feed_url,
             client_id="test",
             access_token=SecretStr("test-secret"),
@@ -77,10 +78,10 @@ def dhan(feed_url: str, instruments: list[tuple[str, int]]) -> Brokers:
     )
 
 
-def kite(feed_url: str, tokens: list[int], mode: str = "full") -> Brokers:
-    return Brokers(
-        "kite",
-        kite=KiteSettings(
+def kite(feed_url: str, tokens: list[int], mode: str = "full") -> Broker:
+    return Broker(
+        adapter("kite"),
+        KiteSettings(
             feed_url=feed_url,
             api_key="test",
             access_token=SecretStr("test-secret"),
@@ -92,7 +93,7 @@ def kite(feed_url: str, tokens: list[int], mode: str = "full") -> Brokers:
 
 async def run_pipeline(
     *,
-    brokers: Brokers,
+    broker: Broker,
     database_url: str,
     amqp_url: str,
     topology: Topology,
@@ -106,7 +107,7 @@ async def run_pipeline(
     stop_ingest, stop_work = asyncio.Event(), asyncio.Event()
     ingest = asyncio.create_task(
         run_ingest(
-            brokers=brokers,
+            broker=broker,
             amqp=AmqpSettings(amqp_url=amqp_url, amqp_prefix=topology.prefix),
             ingest=IngestSettings(max_ticks_per_message=200, linger_ms=5, market_hours="always"),
             stop=stop_ingest,
@@ -133,13 +134,13 @@ async def run_pipeline(
     await work
 
 
-def run_simulated(simulator: SimulatorServer, brokers: Callable[[str], Brokers], **pipeline: Any) -> None:
-    """Serve `simulator` and run the pipeline against it (brokers(url)) until it sent all and `rows` are stored."""
+def run_simulated(simulator: SimulatorServer, broker: Callable[[str], Broker], **pipeline: Any) -> None:
+    """Serve `simulator` and run the pipeline against it (broker(url)) until it sent all and `rows` are stored."""
 
     async def scenario() -> None:
         async with simulator.serving() as server:
             url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-            await run_pipeline(brokers=brokers(url), sent_all=lambda: simulator.done, **pipeline)
+            await run_pipeline(broker=broker(url), sent_all=lambda: simulator.done, **pipeline)
 
     asyncio.run(scenario())
 

@@ -28,10 +28,10 @@ from tests import analytics_reference as ref
 from tests.editions import EDITIONS
 from tests.helpers import until
 from tests.integration.pipeline import dhan, queue_depths, run_pipeline, sync_dhan_lines
+from tickpipe_brokers.dhan import wire
 from tickpipe_core import Topology
+from tickpipe_core.capture import CaptureWriter, read_frames
 from tickpipe_core.settings import WorkerSettings
-from tickpipe_ingestion.capture import CaptureWriter, read_frames
-from tickpipe_ingestion.dhan import wire
 from tickpipe_simulator.replay import Replay
 from tickpipe_workers import run_workers
 
@@ -96,7 +96,7 @@ def _replay_through_the_pipeline(
     async def scenario() -> None:
         async with replay.serving() as server:
             await run_pipeline(
-                brokers=dhan(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", [(SEGMENT, SECURITY_ID)]),
+                broker=dhan(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", [(SEGMENT, SECURITY_ID)]),
                 database_url=database_url,
                 amqp_url=amqp_url,
                 topology=topology,

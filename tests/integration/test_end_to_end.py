@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import psycopg
 
 from tests.integration.pipeline import dhan, run_simulated
+from tickpipe_brokers.dhan.wire import IST_OFFSET_SECONDS
 from tickpipe_core import Topology
-from tickpipe_ingestion.dhan.wire import IST_OFFSET_SECONDS
 from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.market import f32, make_instruments
 

@@ -22,7 +22,7 @@ DATA = Path(__file__).parent.parent / "data"
 
 def _master(source: str, path: Path) -> ParsedMaster:
     with path.open("rb") as raw, open_master(raw) as text:
-        return parse_master(source, text)  # type: ignore[arg-type]
+        return parse_master(source, text)
 
 
 def _compact(*rows: str) -> ParsedMaster:

@@ -32,11 +32,11 @@ from tickpipe_core.rows import (
 
 
 def _decoded_ticks() -> list[Tick]:
-    from tickpipe_ingestion.dhan import wire
-    from tickpipe_ingestion.dhan.parse import DhanDecoder
-    from tickpipe_ingestion.kite.parse import KiteDecoder
-    from tickpipe_simulator import kite as kite_sim
-    from tickpipe_simulator.dhan import encode_full
+    from tickpipe_brokers.dhan import wire
+    from tickpipe_brokers.dhan.encode import encode_full
+    from tickpipe_brokers.dhan.parse import DhanDecoder
+    from tickpipe_brokers.kite import encode as kite_sim
+    from tickpipe_brokers.kite.parse import KiteDecoder
     from tickpipe_simulator.market import make_instruments
 
     instruments = make_instruments(20, seed=7)

@@ -4,16 +4,20 @@ once over Kite's, lands in the same table with the same instruments and the same
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import psycopg
 
 from tests.helpers import COMPACT_HEADER
 from tests.integration.pipeline import dhan, kite, run_simulated
+from tickpipe_brokers.kite.encode import kite_token
 from tickpipe_core import Topology
+from tickpipe_ingestion.service import Broker
 from tickpipe_instruments import parse_master, sync_instruments
 from tickpipe_simulator.dhan import DhanSimulator
-from tickpipe_simulator.kite import KiteSimulator, kite_token
+from tickpipe_simulator.kite import KiteSimulator
 from tickpipe_simulator.market import SimInstrument, make_instruments
+from tickpipe_simulator.server import SimulatorServer
 
 KITE_HEADER = (
     "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,"
@@ -38,32 +42,40 @@ def _masters(database_url: str, instruments: list[SimInstrument]) -> None:
     assert report.merged == len(instruments)
 
 
-def _run(source: str, database_url: str, amqp_url: str, topology: Topology) -> None:
+def _run(
+    simulator: type[SimulatorServer],
+    broker: Callable[[str, list[SimInstrument]], Broker],
+    stored: int,
+    database_url: str,
+    amqp_url: str,
+    topology: Topology,
+) -> None:
+    """Serve the market over one broker's protocol until `stored` ticks are in the table."""
     instruments = make_instruments(3, seed=21)  # the same seed: the same trades on both protocols
-    simulator = (DhanSimulator if source == "dhan" else KiteSimulator)(
-        instruments, rate=2000, max_ticks=TICKS, packets_per_frame=3
-    )
-
     run_simulated(
-        simulator,
-        lambda url: (
-            dhan(url, [(i.segment, i.security_id) for i in instruments])
-            if source == "dhan"
-            else kite(url, [kite_token(i) for i in instruments])
-        ),
+        simulator(instruments, rate=2000, max_ticks=TICKS, packets_per_frame=3),
+        lambda url: broker(url, instruments),
         database_url=database_url,
         amqp_url=amqp_url,
         topology=topology,
-        rows=TICKS if source == "dhan" else 2 * TICKS,
+        rows=stored,
     )
+
+
+def _dhan(url: str, instruments: list[SimInstrument]) -> Broker:
+    return dhan(url, [(i.segment, i.security_id) for i in instruments])
+
+
+def _kite(url: str, instruments: list[SimInstrument]) -> Broker:
+    return kite(url, [kite_token(i) for i in instruments])
 
 
 def test_dhan_then_kite_fill_one_table_with_the_same_instruments_and_enrichment(
     database_url: str, amqp_url: str, topology: Topology
 ) -> None:
     _masters(database_url, make_instruments(3, seed=21))
-    _run("dhan", database_url, amqp_url, topology)
-    _run("kite", database_url, amqp_url, topology)
+    _run(DhanSimulator, _dhan, TICKS, database_url, amqp_url, topology)
+    _run(KiteSimulator, _kite, 2 * TICKS, database_url, amqp_url, topology)  # the table holds both
 
     with psycopg.connect(database_url) as conn:
         counts = conn.execute(

@@ -35,8 +35,8 @@ def test_writing_the_same_ticks_twice_stores_them_once(database_url: str) -> Non
 
 def test_a_kite_last_traded_quantity_past_2_31_is_stored_exactly(database_url: str) -> None:
     """The wire's unsigned 32-bit quantity, decoded from a real Kite full packet, lands as sent."""
-    from tickpipe_ingestion.kite.parse import KiteDecoder
-    from tickpipe_simulator.kite import encode_full, frame
+    from tickpipe_brokers.kite.encode import encode_full, frame
+    from tickpipe_brokers.kite.parse import KiteDecoder
     from tickpipe_simulator.market import make_instruments
 
     quote = make_instruments(1)[0].step()

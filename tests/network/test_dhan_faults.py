@@ -18,14 +18,15 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.helpers import until
+from tickpipe_brokers.dhan import wire
+from tickpipe_brokers.dhan.encode import encode_full
+from tickpipe_brokers.dhan.feed import DhanFeed
+from tickpipe_brokers.feed import Watchdog
+from tickpipe_brokers.market_hours import MarketHours
 from tickpipe_core import Backoff, FeedAuthError, Tick
+from tickpipe_core.capture import CaptureWriter
 from tickpipe_core.india import india_today
-from tickpipe_ingestion.capture import CaptureWriter
-from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.dhan.feed import DhanFeed
-from tickpipe_ingestion.feed import Watchdog
-from tickpipe_ingestion.market_hours import MarketHours
-from tickpipe_simulator.dhan import DhanSimulator, encode_full
+from tickpipe_simulator.dhan import DhanSimulator
 from tickpipe_simulator.market import make_instruments
 
 TOKEN = "eyJ-fault-test-token-0987654321"

@@ -10,9 +10,9 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.helpers import free_port, until
+from tickpipe_brokers.dhan import wire
+from tickpipe_brokers.dhan.feed import DhanFeed, shard, subscribe_messages
 from tickpipe_core import Backoff, ConfigError, FeedAuthError
-from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.dhan.feed import DhanFeed, shard, subscribe_messages
 
 TOKEN = "eyJ-known-secret-token-1234567890"
 

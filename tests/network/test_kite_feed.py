@@ -13,11 +13,12 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.helpers import until
+from tickpipe_brokers.feed import Watchdog
+from tickpipe_brokers.kite.encode import kite_token
+from tickpipe_brokers.kite.feed import KiteFeed, shard, subscribe_messages
+from tickpipe_brokers.market_hours import MarketHours
 from tickpipe_core import Backoff, ConfigError, FeedAuthError, Tick
-from tickpipe_ingestion.feed import Watchdog
-from tickpipe_ingestion.kite.feed import KiteFeed, shard, subscribe_messages
-from tickpipe_ingestion.market_hours import MarketHours
-from tickpipe_simulator.kite import KiteSimulator, kite_token
+from tickpipe_simulator.kite import KiteSimulator
 from tickpipe_simulator.market import make_instruments
 
 TOKEN = "kite-secret-access-token-0123456789"

@@ -65,7 +65,7 @@ def test_an_unknown_data_source_fails_at_start_naming_the_valid_ones() -> None:
         timeout=60,
     )
     assert result.returncode == EXIT_TERMINAL  # a bad setting: retrying cannot help, so nothing restarts it
-    assert "configuration error: DATA_SOURCE: Input should be 'dhan' or 'kite'" in result.stderr
+    assert "configuration error: DATA_SOURCE: Value error, unknown broker 'upstox'; one of dhan, kite" in result.stderr
 
 
 def test_ingestion_starts_without_rabbitmq_or_its_database_and_stops_on_sigterm_within_5_s(tmp_path: Path) -> None:

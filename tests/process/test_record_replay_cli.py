@@ -12,10 +12,10 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from tests.helpers import free_port, listening, until, wait_until
+from tickpipe_brokers.dhan.feed import DhanFeed
+from tickpipe_brokers.dhan.parse import DhanDecoder
 from tickpipe_core import Tick
-from tickpipe_ingestion.capture import read_frames, read_header
-from tickpipe_ingestion.dhan.feed import DhanFeed
-from tickpipe_ingestion.dhan.parse import DhanDecoder
+from tickpipe_core.capture import read_frames, read_header
 
 
 def _tickpipe(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

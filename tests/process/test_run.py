@@ -6,14 +6,18 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.helpers import free_port, wait_until
+from tickpipe_brokers import adapter
+from tickpipe_brokers.kite.encode import kite_token
 from tickpipe_core import Topology
-from tickpipe_simulator.bundled import bundled_market
-from tickpipe_simulator.kite import kite_token
+from tickpipe_simulator.brokers import simulated_market
+from tickpipe_simulator.market import SimInstrument
 
 pytestmark = pytest.mark.integration  # it needs the services too
 
@@ -30,6 +34,18 @@ def _stored(url: str, source: str) -> tuple[int, int]:
         return 0, 0
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+_ID_OF_COLUMN: dict[str, Callable[[SimInstrument], object]] = {
+    "dhan_segment": lambda i: i.segment,
+    "dhan_security_id": lambda i: i.security_id,
+    "kite_instrument_token": kite_token,
+}
+
+
+def _key_of(instrument: SimInstrument, columns: tuple[str, ...]) -> tuple[object, ...]:
+    """A simulated instrument's ids, as the instruments columns that hold them."""
+    return tuple(_ID_OF_COLUMN[c](instrument) for c in columns)
 
 
 @pytest.mark.parametrize("source", ["dhan", "kite"])
@@ -65,19 +81,16 @@ def test_tickpipe_run_stores_enriched_ticks_of_real_instruments_and_stops_cleanl
 
     stored, unknown = _stored(empty_database_url, source)
     assert stored >= 200 and unknown == 0  # every tick carries our instrument id, from the first one
-    market = bundled_market("kite" if source == "kite" else "dhan")
-    listed = {(i.segment, i.security_id) if source == "dhan" else kite_token(i) for i in market}
+    market = simulated_market(source, None)
+    key = adapter(source).ids.key  # the instruments columns holding this broker's ids
+    listed = {_key_of(i, key) for i in market}
     with psycopg.connect(empty_database_url) as conn:
-        if source == "dhan":
-            rows = conn.execute(
-                "select distinct dhan_segment, dhan_security_id from ticks join instruments using (instrument_id)"
+        rows = conn.execute(
+            sql.SQL("select distinct {} from ticks join instruments using (instrument_id)").format(
+                sql.SQL(", ").join(map(sql.Identifier, key))
             )
-            seen = set(rows.fetchall())
-        else:
-            rows = conn.execute(
-                "select distinct kite_instrument_token from ticks join instruments using (instrument_id)"
-            )
-            seen = {r[0] for r in rows.fetchall()}
+        )
+        seen = set(rows.fetchall())
         spreads = conn.execute("select count(*) from ticks where spread_bps is not null").fetchone()
     assert len(seen) >= 10 and seen <= listed  # the bundled market's real contracts, mapped to our instruments
     assert spreads is not None and spreads[0] > 0  # enrichment: the book gives a spread

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tickpipe_core import ConfigError
-from tickpipe_ingestion.capture import CapturedFrame, CaptureWriter, read_frames, read_header
+from tickpipe_core.capture import CapturedFrame, CaptureWriter, read_frames, read_header
 
 FRAMES = [
     CapturedFrame(1767000000.123456, 0, b"\x08\xa2\x00\x02" + bytes(158)),

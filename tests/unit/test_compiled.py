@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tickpipe_ingestion import compiled
+from tickpipe_brokers import compiled
 
 
 def _sources(root: Path) -> Path:
@@ -56,5 +56,5 @@ def test_extensions_without_their_digest_refuse_to_load(tmp_path: Path) -> None:
 
 
 def test_this_checkout_runs_what_its_sources_say() -> None:
-    """Compiled (make setup) or not, never a stale build: importing tickpipe_ingestion checked it."""
+    """Compiled (make setup) or not, never a stale build: importing tickpipe_brokers checked it."""
     assert not compiled.extensions() or compiled.is_current()

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.dhan.parse import DhanDecoder
+from tickpipe_brokers.dhan import wire
+from tickpipe_brokers.dhan.parse import DhanDecoder
 
 marketfeed = pytest.importorskip("dhanhq.marketfeed")
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from structlog.testing import capture_logs
 
 from tests.conftest import DATA
-from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.dhan.parse import DhanDecoder
+from tickpipe_brokers.dhan import wire
+from tickpipe_brokers.dhan.parse import DhanDecoder
 
 RECEIVED = datetime(2025, 7, 25, 4, 0, 0, tzinfo=UTC)
 

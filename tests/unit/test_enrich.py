@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickpipe_ingestion.enrich import derive
+from tickpipe_brokers.enrich import derive
 
 
 def test_full_book_derivations_match_hand_computed_values() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tests.unit.fuzzing import fuzz_decoder
-from tickpipe_ingestion.dhan.parse import DhanDecoder
-from tickpipe_simulator.dhan import (
+from tickpipe_brokers.dhan.encode import (
     encode_disconnect,
     encode_full,
     encode_oi,
@@ -14,6 +13,7 @@ from tickpipe_simulator.dhan import (
     encode_quote,
     encode_ticker,
 )
+from tickpipe_brokers.dhan.parse import DhanDecoder
 from tickpipe_simulator.market import make_instruments
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)

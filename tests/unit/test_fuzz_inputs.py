@@ -65,7 +65,7 @@ def test_damaged_master_files_report_each_bad_row_and_parse_the_rest(source: str
                 line = bytearray(rng.randbytes(rng.randrange(1, 200)).translate(None, b'"\r\n') + b"x\n")
             damaged[i] = bytes(line)
         text = open_master(io.BytesIO(header + b"".join(damaged)))
-        parsed = parse_master(source, text)  # type: ignore[arg-type]
+        parsed = parse_master(source, text)
         # Every line is accounted for, as a row or as a bad row with its reason; only damaged lines are bad.
         assert len(parsed.rows) + len(parsed.bad) == len(rows)
         assert {b.line for b in parsed.bad} <= hit

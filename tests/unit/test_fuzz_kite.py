@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tests.unit.fuzzing import fuzz_decoder
-from tickpipe_ingestion.kite.parse import KiteDecoder
-from tickpipe_simulator.kite import encode_full, encode_ltp, encode_quote, frame
+from tickpipe_brokers.kite.encode import encode_full, encode_ltp, encode_quote, frame
+from tickpipe_brokers.kite.parse import KiteDecoder
 from tickpipe_simulator.market import make_instruments
 
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)

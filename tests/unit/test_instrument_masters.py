@@ -18,7 +18,7 @@ DATA = Path(__file__).parent.parent / "data"
 
 def _parse(source: str, path: Path) -> ParsedMaster:
     with path.open("rb") as raw, open_master(raw) as text:
-        return parse_master(source, text)  # type: ignore[arg-type]
+        return parse_master(source, text)
 
 
 def _by_id(master: ParsedMaster, broker_id: int) -> InstrumentRow:
@@ -115,11 +115,13 @@ def test_kite_token_that_does_not_encode_the_exchange_token_is_a_bad_row() -> No
     assert master.bad == [BadRow(3, "instrument_token 408066 does not encode exchange_token 1595")]
 
 
-@pytest.mark.parametrize("source", ["dhan", "kite"])
-def test_a_missing_required_column_rejects_the_whole_file(source: str) -> None:
-    header = COMPACT_HEADER.replace("SEM_TICK_SIZE,", "") if source == "dhan" else "instrument_token,tradingsymbol"
+@pytest.mark.parametrize(
+    ("source", "header"),
+    [("dhan", COMPACT_HEADER.replace("SEM_TICK_SIZE,", "")), ("kite", "instrument_token,tradingsymbol")],
+)
+def test_a_missing_required_column_rejects_the_whole_file(source: str, header: str) -> None:
     with pytest.raises(SyncError, match="missing required column"):
-        parse_master(source, io.StringIO(header + "\n"))  # type: ignore[arg-type]
+        parse_master(source, io.StringIO(header + "\n"))
 
 
 def test_rows_with_bytes_that_are_not_utf8_a_nul_or_a_huge_field_are_reported_by_line_and_skipped() -> None:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from tickpipe_brokers.kite import wire
+from tickpipe_brokers.kite.parse import KiteDecoder
 from tickpipe_core import Tick
-from tickpipe_ingestion.kite import wire
-from tickpipe_ingestion.kite.parse import KiteDecoder
 
 ticker = pytest.importorskip("kiteconnect.ticker")
 

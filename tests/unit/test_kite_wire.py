@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tickpipe_ingestion.kite import wire
-from tickpipe_ingestion.kite.parse import KiteDecoder
+from tickpipe_brokers.kite import wire
+from tickpipe_brokers.kite.parse import KiteDecoder
 
 PACKETS = Path(__file__).parent.parent / "data" / "kite" / "packets"
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)

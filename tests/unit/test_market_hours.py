@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import until
+from tickpipe_brokers.market_hours import MarketHours, Schedule, load_holidays, run_on_schedule
 from tickpipe_core import ConfigError
 from tickpipe_core.india import IST
-from tickpipe_ingestion.market_hours import MarketHours, Schedule, load_holidays, run_on_schedule
 
 DATA = Path(__file__).parent.parent / "data" / "calendar"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -38,3 +39,33 @@ def test_the_ingestion_package_ships_no_simulator() -> None:
     package = ROOT / "services" / "ingestion" / "src" / "tickpipe_ingestion"
     assert not any("simulat" in p.name for p in package.rglob("*.py"))
     assert "tickpipe-simulator" not in _closure("tickpipe-ingestion")
+
+
+def test_the_simulator_builds_on_the_broker_adapters_not_on_ingestion() -> None:
+    closure = _closure("tickpipe-simulator")
+    assert "tickpipe-brokers" in closure
+    assert "tickpipe-ingestion" not in closure
+
+
+def _sources(*roots: str) -> list[Path]:
+    return [p for root in roots for p in (ROOT / root).rglob("*.py")]
+
+
+def test_nothing_outside_the_adapters_branches_on_a_brokers_name() -> None:
+    adapters = ROOT / "libs" / "brokers" / "src" / "tickpipe_brokers"
+    allowed = {adapters / "dhan", adapters / "kite"}
+    branch = re.compile(r"""[!=]= ["'](dhan|kite)["']""")
+    found = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in _sources("src", "libs", "services", "scripts")
+        if not any(a in p.parents for a in allowed)
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if branch.search(line)
+    ]
+    assert found == []
+
+
+def test_the_contract_core_holds_no_broker_settings() -> None:
+    core = _sources("libs/core/src")
+    assert core
+    assert not [p for p in core if re.search(r"DHAN_|KITE_|class (Dhan|Kite)", p.read_text())]

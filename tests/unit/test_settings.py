@@ -8,8 +8,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from tickpipe_brokers.dhan.settings import DhanSettings
 from tickpipe_core import ConfigError, redact
-from tickpipe_core.settings import AmqpSettings, DatabaseSettings, DhanSettings, load, redact_url
+from tickpipe_core.settings import AmqpSettings, DatabaseSettings, load, redact_url
 
 
 def test_defaults_point_at_the_local_services(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,10 +16,10 @@ from pydantic_settings import BaseSettings
 
 from tickpipe_core import get_logger
 from tickpipe_core.health import heartbeat
-from tickpipe_core.settings import DhanSettings, KiteSettings, SourceSettings, load
+from tickpipe_core.settings import load
 
 if TYPE_CHECKING:
-    from tickpipe_ingestion.service import Brokers
+    from tickpipe_ingestion.service import Broker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,11 +79,15 @@ def run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop_w
     asyncio.run(runner())
 
 
-def brokers() -> Brokers:
-    """DATA_SOURCE and the settings of the broker it names (loaded now, so errors come at start)."""
-    from tickpipe_ingestion.service import Brokers
+def data_source() -> str:
+    """DATA_SOURCE: the name of the broker adapter to use (checked against the registry)."""
+    from tickpipe_brokers import SourceSettings
 
-    source = load(SourceSettings).data_source
-    if source == "kite":
-        return Brokers(source, kite=load(KiteSettings))
-    return Brokers(source, dhan=load(DhanSettings))
+    return load(SourceSettings).data_source
+
+
+def broker() -> Broker:
+    """The adapter DATA_SOURCE names, with its settings (loaded now, so errors come at start)."""
+    from tickpipe_ingestion.service import Broker
+
+    return Broker.named(data_source())

@@ -5,14 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 import click
 
 from tickpipe.cli.common import WATCHLIST, reads
+from tickpipe_brokers import names
 from tickpipe_core.settings import DatabaseSettings, InstrumentSettings, load
-
-Source = Literal["dhan", "kite"]
 
 
 @click.group()
@@ -21,9 +19,9 @@ def instruments() -> None:
 
 
 @instruments.command("sync")
-@click.option("--source", type=click.Choice(["dhan", "kite"]), help="Whose master it is (--bundled: default both).")
+@click.option("--source", type=click.Choice(names()), help="Whose master it is (--bundled: default all).")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A master on disk.")
-@click.option("--download", is_flag=True, help="Fetch the master (INSTRUMENTS_DHAN_URL / INSTRUMENTS_KITE_URL).")
+@click.option("--download", is_flag=True, help="Fetch the master from the broker's <BROKER>_MASTER_URL.")
 @click.option(
     "--bundled", is_flag=True, help="The simulator's bundled slice of real instruments (adds, unlists nothing)."
 )
@@ -37,33 +35,34 @@ def instruments() -> None:
 )
 @reads(DatabaseSettings, InstrumentSettings)
 def instruments_sync(
-    source: Source | None, path: Path | None, download: bool, bundled: bool, dry_run: bool, max_deactivate: float
+    source: str | None, path: Path | None, download: bool, bundled: bool, dry_run: bool, max_deactivate: float
 ) -> None:
     """Load a broker's instrument master into the database in one transaction.
 
     Bad rows are reported with their line number and skipped; a missing required column rejects the
     whole file. Instruments the master no longer lists are marked inactive, never deleted.
     """
+    from tickpipe_brokers import adapter
     from tickpipe_instruments import download_master
 
     if sum((path is not None, download, bundled)) != 1:
         raise click.UsageError("give exactly one of --file PATH, --download and --bundled")
     database_url = load(DatabaseSettings).database_url
     if bundled:
-        for each in [source] if source else ["dhan", "kite"]:
-            sync_bundled(database_url, each, dry_run=dry_run)  # type: ignore[arg-type]
+        for each in [source] if source else names():
+            sync_bundled(database_url, each, dry_run=dry_run)
         return
     if source is None:
         raise click.UsageError("--source is required with --file and --download")
     if download:
-        settings = load(InstrumentSettings)
-        url = settings.dhan_url if source == "dhan" else settings.kite_url
+        settings, chosen = load(InstrumentSettings), adapter(source)
+        url = chosen.settings().master_url
         path = download_master(url, settings.cache_dir, f"{source}-master.csv").path
     assert path is not None
     sync_file(database_url, source, path, dry_run=dry_run, max_deactivate=max_deactivate)
 
 
-def sync_bundled(database_url: str, source: Source, *, dry_run: bool = False) -> None:
+def sync_bundled(database_url: str, source: str, *, dry_run: bool = False) -> None:
     """Sync the simulator's bundled slice of `source`'s master (a partial master: it unlists nothing)."""
     from tickpipe_simulator.bundled import master_path
 
@@ -72,7 +71,7 @@ def sync_bundled(database_url: str, source: Source, *, dry_run: bool = False) ->
 
 def sync_file(
     database_url: str,
-    source: Source,
+    source: str,
     path: Path,
     *,
     dry_run: bool = False,

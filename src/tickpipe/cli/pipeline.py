@@ -6,31 +6,35 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from tickpipe.cli.common import CAPTURE, WATCHLIST, brokers, reads, run_async
-from tickpipe.cli.simulate import INSTRUMENTS_HELP, simulated_market
+from tickpipe.cli.common import CAPTURE, WATCHLIST, broker, data_source, reads, run_async
+from tickpipe.cli.simulate import INSTRUMENTS_HELP, feed_environment
+from tickpipe_brokers import SourceSettings, adapter
+from tickpipe_brokers.registry import ADAPTERS
 from tickpipe_core import Topology
 from tickpipe_core.health import HEALTH_FILE_ENV, is_fresh
 from tickpipe_core.settings import (
     AmqpSettings,
     DatabaseSettings,
-    DhanSettings,
     IngestSettings,
     InstrumentSettings,
-    KiteSettings,
     MetricsSettings,
     ServeSettings,
-    SourceSettings,
     WorkerSettings,
     load,
     redact_url,
 )
 
+if TYPE_CHECKING:
+    from tickpipe_ingestion.service import Broker
+
 # SIGTERM to exit, at most (compose's stop_grace_period is longer): a worker's unacked batch is
 # redelivered, ingestion's unconfirmed ticks stay in its spool.
 INGEST_STOP_WITHIN_S = 4.0
+BROKER_SETTINGS = [a.settings_class for a in ADAPTERS.values()]
 WORKER_STOP_WITHIN_S = 8.0
 
 
@@ -44,15 +48,17 @@ def migrate() -> None:
     click.echo(f"applied {len(applied)} migration(s)", err=True)
 
 
-def _point_at_simulator(address: str) -> None:
-    """Set the feed settings that subscribe to the bundled market a `tickpipe simulate` serves at ADDRESS."""
-    from tickpipe_simulator.bundled import feed_settings
+def _simulated(address: str) -> Broker:
+    """The broker, subscribed to the bundled market a `tickpipe simulate` serves at ADDRESS."""
+    from tickpipe_ingestion.service import Broker
+    from tickpipe_simulator.brokers import simulated_market
 
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--simulator")
-    source = load(SourceSettings).data_source
-    os.environ.update(feed_settings(source, int(port), simulated_market(source, None), host=host))
+    chosen = adapter(data_source())
+    settings = chosen.connect_to_simulator(f"ws://{host}:{port}", simulated_market(chosen.name, None))
+    return Broker(chosen, settings)
 
 
 @click.command()
@@ -68,8 +74,7 @@ def _point_at_simulator(address: str) -> None:
 )
 @reads(
     SourceSettings,
-    DhanSettings,
-    KiteSettings,
+    *BROKER_SETTINGS,
     AmqpSettings,
     IngestSettings,
     DatabaseSettings,
@@ -89,14 +94,16 @@ def ingest(record: Path | None, watchlist: Path | None, simulator: str | None, s
     Each tick carries our instrument id, from a map of the database's instruments that is reloaded
     every INSTRUMENTS_REFRESH_S seconds and on SIGHUP.
     """
+    from tickpipe_brokers.market_hours import MarketHours, Schedule, load_holidays, run_on_schedule
     from tickpipe_ingestion import run_ingest
-    from tickpipe_ingestion.market_hours import MarketHours, Schedule, load_holidays, run_on_schedule
     from tickpipe_instruments.watchlist import load_watchlist, resolve
 
-    if simulator is not None:
-        _point_at_simulator(simulator)
-    chosen = brokers()
     amqp, settings = load(AmqpSettings), load(IngestSettings)
+    if simulator is not None:
+        chosen = _simulated(simulator)
+        settings = settings.model_copy(update={"market_hours": "always"})  # the simulated market never closes
+    else:
+        chosen = broker()
     db, instruments = load(DatabaseSettings), load(InstrumentSettings)
     subscribe = resolve(db.database_url, load_watchlist(watchlist)) if watchlist else None
     metrics = load(MetricsSettings)
@@ -104,7 +111,7 @@ def ingest(record: Path | None, watchlist: Path | None, simulator: str | None, s
     run_async(
         lambda stop: run_on_schedule(
             lambda session_stop: run_ingest(
-                brokers=chosen,
+                broker=chosen,
                 amqp=amqp,
                 ingest=settings,
                 stop=session_stop,
@@ -124,7 +131,7 @@ def ingest(record: Path | None, watchlist: Path | None, simulator: str | None, s
 @click.command()
 @click.argument("path", type=CAPTURE)
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop after N seconds.")
-@reads(SourceSettings, DhanSettings, KiteSettings, IngestSettings)
+@reads(SourceSettings, *BROKER_SETTINGS, IngestSettings)
 def record(path: Path, duration: float | None) -> None:
     """Record the live feed's raw frames with their receive times to PATH (.gz compresses).
 
@@ -132,12 +139,12 @@ def record(path: Path, duration: float | None) -> None:
     """
     from tickpipe_ingestion.service import run_record
 
-    chosen, settings = brokers(), load(IngestSettings)
+    chosen, settings = broker(), load(IngestSettings)
 
     async def main(stop: asyncio.Event) -> None:
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, stop.set)
-        await run_record(brokers=chosen, ingest=settings, path=path, stop=stop)
+        await run_record(broker=chosen, ingest=settings, path=path, stop=stop)
 
     run_async(main)
 
@@ -227,8 +234,7 @@ def health(max_age: float, ready: bool) -> None:
     DatabaseSettings,
     AmqpSettings,
     SourceSettings,
-    DhanSettings,
-    KiteSettings,
+    *BROKER_SETTINGS,
     IngestSettings,
     WorkerSettings,
     MetricsSettings,
@@ -251,9 +257,9 @@ def run(
     from tickpipe.cli.instruments import sync_bundled
     from tickpipe.supervisor import Child, Supervisor
     from tickpipe_core.migrate import migrate as apply
-    from tickpipe_simulator.bundled import feed_settings
+    from tickpipe_simulator.brokers import simulated_market
 
-    source = load(SourceSettings).data_source
+    source = data_source()
     database_url = load(DatabaseSettings).database_url
     apply(database_url)
     children = []
@@ -263,12 +269,10 @@ def run(
             sync_bundled(database_url, source)
         args = ["simulate", "--source", source, "--port", str(port), "--rate", str(rate)]
         children.append(Child("simulator", args + (["--instruments", str(instruments)] if instruments else []), {}))
-        ingest_env = feed_settings(source, port, simulated_market(source, instruments))
+        ingest_env = feed_environment(source, f"ws://127.0.0.1:{port}", simulated_market(source, instruments))
     else:
-        chosen = brokers()
-        broker = chosen.kite or chosen.dhan
-        assert broker is not None
-        broker.credentials()  # fail now, not in a restarting child
+        chosen = broker()
+        chosen.settings.credentials()  # fail now, not in a restarting child
     children += [Child(f"worker-{i}", ["work", "--workers", "1"], _metrics_port(1 + i)) for i in range(count)]
     children.append(Child("maintain", ["maintain"], {}))
     ingest_args = ["ingest", "--watchlist", str(watchlist.resolve())] if watchlist and no_simulator else ["ingest"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,30 +11,31 @@ import click
 
 from tickpipe.cli.common import run_async
 from tickpipe_core import get_logger
+from tickpipe_simulator.brokers import SIMULATORS
 
 if TYPE_CHECKING:
-    from tickpipe_simulator.market import SimInstrument
+    from tickpipe_brokers.quote import Listing
 
 log = get_logger("cli")
 
 INSTRUMENTS_HELP = "Serve this many synthetic instruments (NSE_FNO 40000, 40001, ...) instead of the bundled market."
 
 
-def simulated_market(source: str, count: int | None, seed: int = 0) -> list[SimInstrument]:
-    """The bundled market of real instruments, or `count` synthetic ones: what a simulator serves."""
-    from tickpipe_simulator.bundled import bundled_market
-    from tickpipe_simulator.market import make_instruments
+def feed_environment(source: str, url: str, market: Sequence[Listing]) -> dict[str, str]:
+    """The environment that points a `tickpipe ingest` process at a simulator at `url` serving `market`."""
+    from tickpipe_brokers import adapter
 
-    if count is None:
-        return bundled_market("kite" if source == "kite" else "dhan", seed)
-    return make_instruments(count, seed)
+    chosen = adapter(source)
+    # INGEST_MARKET_HOURS: the simulated market never closes.
+    env = {"DATA_SOURCE": source, "INGEST_MARKET_HOURS": "always"}
+    return env | chosen.environment(chosen.simulator_settings(url, market))
 
 
 @click.command()
 @click.option(
     "--source",
-    type=click.Choice(["dhan", "kite"]),
-    default="dhan",
+    type=click.Choice(list(SIMULATORS)),
+    default=next(iter(SIMULATORS)),
     show_default=True,
     help="Which broker protocol to speak.",
 )
@@ -75,22 +77,20 @@ def simulate(
     By default the market is the bundled slice of real instruments (NIFTY and BANKNIFTY, their
     futures, NIFTY options around the money, six large stocks); `tickpipe run` syncs the same slice.
     """
-    from tickpipe_ingestion.capture import read_frames, read_header
-    from tickpipe_simulator.dhan import DhanSimulator
-    from tickpipe_simulator.kite import KiteSimulator
+    from tickpipe_core.capture import read_frames, read_header
+    from tickpipe_simulator.brokers import SimulatorOptions, simulated_market, simulator_of
     from tickpipe_simulator.replay import Replay
+    from tickpipe_simulator.server import SimulatorServer
 
-    server_of: Replay | DhanSimulator | KiteSimulator
+    server_of: Replay | SimulatorServer
     if replay is not None:
         recorded = read_header(replay).get("source")
         if recorded != source:
             raise click.UsageError(f"{replay} was recorded from {recorded!r}, not {source!r} (use --source)")
         server_of = Replay(list(read_frames(replay)), speed)
-    elif source == "kite":
-        server_of = KiteSimulator(simulated_market(source, count, seed), rate, packets_per_frame=packets_per_frame)
     else:
-        market = simulated_market(source, count, seed)
-        server_of = DhanSimulator(market, rate, packets_per_frame=packets_per_frame, full_every=full_every)
+        options = SimulatorOptions(rate, packets_per_frame, full_every)
+        server_of = simulator_of(source).server(simulated_market(source, count, seed), options)
 
     async def main(stop: asyncio.Event) -> None:
         async with server_of.serving(host, port) as server:

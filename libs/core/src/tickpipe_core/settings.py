@@ -17,15 +17,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tickpipe_core.errors import ConfigError
 from tickpipe_core.logging import register_secret
 
-DataSource = Literal["dhan", "kite"]
-DhanFeedMode = Literal["ticker", "quote", "full"]
 
-
-class _Settings(BaseSettings):
+class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
 
-class DatabaseSettings(_Settings):
+class DatabaseSettings(Settings):
     """Where the ticks are stored."""
 
     database_url: str = Field(
@@ -51,7 +48,7 @@ class DatabaseSettings(_Settings):
         return _splice_password(cls, data, "database_url", "database_password_file", "DATABASE_PASSWORD")
 
 
-class AmqpSettings(_Settings):
+class AmqpSettings(Settings):
     """The RabbitMQ broker between ingestion and workers."""
 
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ connection URL.")
@@ -78,53 +75,12 @@ class AmqpSettings(_Settings):
         return v
 
 
-class SourceSettings(_Settings):
-    """Which broker feed the pipeline reads."""
-
-    data_source: DataSource = Field("dhan", description="The broker feed: dhan or kite.")
-
-
-class DhanSettings(_Settings):
-    """Dhan v2 live market feed."""
-
-    model_config = SettingsConfigDict(env_prefix="DHAN_", env_file=".env", extra="ignore", frozen=True)
-
-    client_id: str | None = Field(None, description="Dhan client id.")
-    access_token: SecretStr | None = Field(None, description="Dhan access token (or use _FILE).")
-    access_token_file: Path | None = Field(None, description="File holding the access token.")
-    feed_url: str = Field("wss://api-feed.dhan.co", description="Feed endpoint; point it at a simulator.")
-    feed_mode: DhanFeedMode = Field("full", description="Subscription mode: ticker, quote or full.")
-    instruments: str = Field(
-        "",
-        description="Instruments to subscribe, comma separated SEGMENT:SECURITY_ID (e.g. NSE_FNO:49229,IDX_I:13).",
-    )
-
-    def credentials(self) -> tuple[str, SecretStr]:
-        """The client id and token, or a ConfigError naming what is missing."""
-        if not self.client_id:
-            raise ConfigError("DHAN_CLIENT_ID: required to connect to the Dhan feed")
-        return self.client_id, _secret("DHAN_ACCESS_TOKEN", self.access_token, self.access_token_file)
-
-    def instrument_list(self) -> list[tuple[str, int]]:
-        """DHAN_INSTRUMENTS parsed into (segment name, security id) pairs."""
-        out: list[tuple[str, int]] = []
-        for item in filter(None, (s.strip() for s in self.instruments.split(","))):
-            segment, _, sid = item.partition(":")
-            if not sid.isdigit() or not segment:
-                raise ConfigError(f"DHAN_INSTRUMENTS: {item!r} is not SEGMENT:SECURITY_ID")
-            out.append((segment.upper(), int(sid)))
-        return out
-
-
-class InstrumentSettings(_Settings):
-    """Where the brokers' instrument masters come from, and how ingestion uses them."""
+class InstrumentSettings(Settings):
+    """Where downloaded instrument masters are kept, and how ingestion uses them (each broker's master
+    URL is among its own settings)."""
 
     model_config = SettingsConfigDict(env_prefix="INSTRUMENTS_", env_file=".env", extra="ignore", frozen=True)
 
-    dhan_url: str = Field(
-        "https://images.dhan.co/api-data/api-scrip-master.csv", description="Dhan master (compact or detailed)."
-    )
-    kite_url: str = Field("https://api.kite.trade/instruments", description="Kite instruments dump.")
     cache_dir: Path = Field(
         Path.home() / ".cache" / "tickpipe", description="Downloaded masters and their ETags, for conditional GETs."
     )
@@ -134,42 +90,7 @@ class InstrumentSettings(_Settings):
     )
 
 
-KiteMode = Literal["ltp", "quote", "full"]
-
-
-class KiteSettings(_Settings):
-    """Zerodha Kite Connect v3 ticker."""
-
-    model_config = SettingsConfigDict(env_prefix="KITE_", env_file=".env", extra="ignore", frozen=True)
-
-    api_key: str | None = Field(None, description="Kite Connect API key.")
-    access_token: SecretStr | None = Field(None, description="Kite access token (or use _FILE).")
-    access_token_file: Path | None = Field(None, description="File holding the access token.")
-    feed_url: str = Field("wss://ws.kite.trade", description="Ticker endpoint; point it at a simulator.")
-    feed_mode: KiteMode = Field("full", description="Default mode: ltp, quote or full.")
-    instruments: str = Field(
-        "", description="Instrument tokens, comma separated, each optionally TOKEN:MODE (e.g. 408065,256265:ltp)."
-    )
-
-    def credentials(self) -> tuple[str, SecretStr]:
-        """The API key and access token, or a ConfigError naming what is missing."""
-        if not self.api_key:
-            raise ConfigError("KITE_API_KEY: required to connect to the Kite ticker")
-        return self.api_key, _secret("KITE_ACCESS_TOKEN", self.access_token, self.access_token_file)
-
-    def instrument_list(self) -> list[tuple[int, KiteMode]]:
-        """KITE_INSTRUMENTS parsed into (token, mode) pairs."""
-        out: list[tuple[int, KiteMode]] = []
-        for item in filter(None, (s.strip() for s in self.instruments.split(","))):
-            token, _, mode = item.partition(":")
-            mode = mode.lower() or self.feed_mode
-            if not token.isdigit() or mode not in ("ltp", "quote", "full"):
-                raise ConfigError(f"KITE_INSTRUMENTS: {item!r} is not TOKEN or TOKEN:ltp|quote|full")
-            out.append((int(token), mode))  # type: ignore[arg-type]
-        return out
-
-
-def _secret(name: str, value: SecretStr | None, path: Path | None) -> SecretStr:
+def secret(name: str, value: SecretStr | None, path: Path | None) -> SecretStr:
     """A secret from its variable or from the file NAME_FILE points to."""
     if value is not None:
         return value
@@ -195,7 +116,7 @@ def with_password(url: str, name: str, path: Path | None) -> str:
     """`url` with the password read from `path` set in its user-info (and registered for redaction)."""
     if path is None:
         return url
-    password = _secret(name, None, path).get_secret_value()
+    password = secret(name, None, path).get_secret_value()
     register_secret(password)
     parts = urlsplit(url)
     user = parts.username or ""
@@ -208,7 +129,7 @@ def _state_home() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
 
 
-class IngestSettings(_Settings):
+class IngestSettings(Settings):
     """How the ingestion service batches ticks into queue messages."""
 
     model_config = SettingsConfigDict(env_prefix="INGEST_", env_file=".env", extra="ignore", frozen=True)
@@ -251,7 +172,7 @@ class IngestSettings(_Settings):
     )
 
 
-class WorkerSettings(_Settings):
+class WorkerSettings(Settings):
     """How the batch-insert workers drain the queue."""
 
     model_config = SettingsConfigDict(env_prefix="WORKER_", env_file=".env", extra="ignore", frozen=True)
@@ -267,7 +188,7 @@ class WorkerSettings(_Settings):
     )
 
 
-class AnalyticsSettings(_Settings):
+class AnalyticsSettings(Settings):
     """`tickpipe maintain`: candle refresh (Apache edition), retention, chunk size."""
 
     maintain_interval_s: float = Field(10.0, gt=0, description="How often `tickpipe maintain` runs a cycle.")
@@ -281,7 +202,7 @@ class AnalyticsSettings(_Settings):
     )
 
 
-class ServeSettings(_Settings):
+class ServeSettings(Settings):
     """`tickpipe serve`: the HTTP API, the live WebSocket stream and the page."""
 
     model_config = SettingsConfigDict(env_prefix="SERVE_", env_file=".env", extra="ignore", frozen=True)
@@ -300,7 +221,7 @@ class ServeSettings(_Settings):
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
-class MetricsSettings(_Settings):
+class MetricsSettings(Settings):
     """Where a long-running process serves /metrics, /healthz and /readyz."""
 
     metrics_port: int = Field(
@@ -309,7 +230,7 @@ class MetricsSettings(_Settings):
     metrics_host: str = Field("127.0.0.1", description="Address they listen on (loopback unless you mean otherwise).")
 
 
-class LogSettings(_Settings):
+class LogSettings(Settings):
     """Logging."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level shown.")

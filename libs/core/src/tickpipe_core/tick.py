@@ -25,7 +25,7 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     Field order is the queue wire format (array-like msgpack): append new fields at the end, with
     defaults, so that older messages still decode. Times are always timezone-aware UTC. Build it
-    with keywords; only `tickpipe_ingestion.ticks.TickBuilder`, on the hot path, passes every field
+    with keywords; only `tickpipe_brokers.ticks.TickBuilder`, on the hot path, passes every field
     by position.
     """
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from tickpipe_brokers import adapter
+from tickpipe_brokers.adapter import InstrumentIds
+from tickpipe_brokers.master import InstrumentRow, ParsedMaster
 from tickpipe_core.errors import StorageError, SyncError
 from tickpipe_core.logging import get_logger
-from tickpipe_instruments.masters import InstrumentRow, ParsedMaster, Source
 
 log = get_logger("instruments.sync")
 
@@ -45,40 +47,9 @@ _STAGE_COLUMNS = """
 """
 
 
-@dataclass(frozen=True)
-class _Broker:
-    """Which instruments columns belong to one broker, and how its listing is keyed."""
-
-    key: tuple[str, ...]  # instruments columns matched to (broker_segment, broker_id) or (broker_id,)
-    stage_key: tuple[str, ...]
-    own: dict[str, str]  # instruments column -> staging expression, written on every sync
-    listed: str
-
-
-_BROKERS: dict[Source, _Broker] = {
-    "dhan": _Broker(
-        key=("dhan_segment", "dhan_security_id"),
-        stage_key=("broker_segment", "broker_id"),
-        own={"dhan_segment": "broker_segment", "dhan_security_id": "broker_id", "dhan_symbol": "trading_symbol"},
-        listed="dhan_listed",
-    ),
-    "kite": _Broker(
-        key=("kite_instrument_token",),
-        stage_key=("broker_id",),
-        own={
-            "kite_instrument_token": "broker_id",
-            "kite_exchange_token": "kite_exchange_token",
-            "kite_segment": "broker_segment",
-            "kite_symbol": "trading_symbol",
-        },
-        listed="kite_listed",
-    ),
-}
-
-
 @dataclass
 class SyncReport:
-    source: Source
+    source: str
     rows: int
     added: int = 0
     changed: int = 0
@@ -121,7 +92,7 @@ def sync_instruments(
     """
     if not master.rows:
         raise SyncError(f"{master.format} master has no valid rows; refusing to unlist every instrument")
-    broker = _BROKERS[master.source]
+    broker = adapter(master.source).ids
     report = SyncReport(master.source, len(master.rows), dry_run=dry_run)
     try:
         with psycopg.connect(database_url) as conn:
@@ -157,7 +128,7 @@ def _stage(conn: psycopg.Connection, rows: list[InstrumentRow], progress: Callab
 
 
 def _apply(
-    conn: psycopg.Connection, source: Source, broker: _Broker, report: SyncReport, *, unlist_missing: bool
+    conn: psycopg.Connection, source: str, broker: InstrumentIds, report: SyncReport, *, unlist_missing: bool
 ) -> None:
     i, s = sql.Identifier("i"), sql.Identifier("s")
     key_match = sql.SQL(" and ").join(

@@ -15,23 +15,19 @@ from collections.abc import Hashable
 import psycopg
 from psycopg import sql
 
+from tickpipe_brokers import adapter
 from tickpipe_core import get_logger
-from tickpipe_core.settings import DataSource, redact_url
+from tickpipe_core.settings import redact_url
 
 log = get_logger("instruments.map")
 
-# Each source's broker id in `instruments`: Dhan's (feed segment, security id), Kite's token.
-_KEYS: dict[DataSource, tuple[str, ...]] = {
-    "dhan": ("dhan_segment", "dhan_security_id"),
-    "kite": ("kite_instrument_token",),
-}
-
 
 class InstrumentMap:
-    """The broker-id -> instrument-id map of one source."""
+    """The broker-id -> instrument-id map of one source (its adapter says which columns hold its ids)."""
 
-    def __init__(self, source: DataSource) -> None:
+    def __init__(self, source: str) -> None:
         self.source = source
+        self._columns = adapter(source).ids.key
         self._ids: dict[Hashable, int] = {}
         self._seen_unknown: set[Hashable] = set()
         self.loads = 0
@@ -53,7 +49,7 @@ class InstrumentMap:
 
     def load(self, database_url: str) -> None:
         """Read the map from the database (blocking: call it in a thread)."""
-        columns = _KEYS[self.source]
+        columns = self._columns
         query = sql.SQL("select {cols}, instrument_id from instruments where {first} is not null").format(
             cols=sql.SQL(", ").join(map(sql.Identifier, columns)), first=sql.Identifier(columns[0])
         )

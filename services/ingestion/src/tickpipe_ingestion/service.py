@@ -1,9 +1,10 @@
 """The ingestion service: broker feed -> decode -> build ticks -> publish to RabbitMQ, until told to stop.
 
 The stages, in the order a frame meets them:
-1. `FeedConnection` (feed.py) reads a frame from the broker's socket (and records it, if asked);
-2. the broker's decoder (`dhan/parse.py`, `kite/parse.py`) walks its packets over the `wire` layouts;
-3. the `TickBuilder` (ticks.py) turns each packet's fields into a `Tick`: identity, time, our
+1. `FeedConnection` (tickpipe_brokers/feed.py) reads a frame from the broker's socket (and records it, if asked);
+2. the broker adapter's decoder (`tickpipe_brokers/<broker>/parse.py`) walks its packets over its
+   `wire` layouts;
+3. the `TickBuilder` (tickpipe_brokers/ticks.py) turns each packet's fields into a `Tick`: identity, time, our
    instrument (from the `InstrumentMap`), the derived fields;
 4. the `TickPublisher` (publisher.py) batches ticks into confirmed, persistent RabbitMQ messages.
 Each stage counts its own work; `IngestStats` reads them all into one `ingest_stats` event.
@@ -18,57 +19,49 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from tickpipe_core import ConfigError, Tick, Topology, get_logger
+from tickpipe_brokers import BrokerAdapter, FeedParts, Selected, adapter
+from tickpipe_brokers.adapter import BrokerSettings, OrderSink
+from tickpipe_brokers.feed import Feed, Recorder, Watchdog
+from tickpipe_brokers.market_hours import MarketHours, load_holidays
+from tickpipe_brokers.ticks import TickBuilder
+from tickpipe_core import Tick, Topology, get_logger
+from tickpipe_core.capture import CaptureWriter
 from tickpipe_core.metrics import MetricsServer, registry_of
 from tickpipe_core.settings import (
     AmqpSettings,
     DatabaseSettings,
-    DataSource,
-    DhanSettings,
     IngestSettings,
     InstrumentSettings,
-    KiteSettings,
     MetricsSettings,
 )
 from tickpipe_core.topology import ORDERS_ROUTING_KEY
-from tickpipe_ingestion.capture import CaptureWriter
-from tickpipe_ingestion.dhan.feed import DhanFeed
-from tickpipe_ingestion.feed import Recorder, Watchdog
 from tickpipe_ingestion.instrument_map import InstrumentMap
-from tickpipe_ingestion.kite.feed import KiteFeed, OrderSink
-from tickpipe_ingestion.market_hours import MarketHours, load_holidays
 from tickpipe_ingestion.metrics import ingest_metrics, ingest_readiness
 from tickpipe_ingestion.publisher import TickPublisher
 from tickpipe_ingestion.sessions import SessionLog
-from tickpipe_ingestion.ticks import TickBuilder
 
 log = get_logger("ingest")
 
 STATS_INTERVAL_S = 10.0
 
 
-class Selected(Protocol):
-    """One instrument to subscribe, with each broker's id where that broker lists it (a resolved watchlist entry)."""
-
-    @property
-    def trading_symbol(self) -> str: ...
-    @property
-    def dhan_segment(self) -> str | None: ...
-    @property
-    def dhan_security_id(self) -> int | None: ...
-    @property
-    def kite_instrument_token(self) -> int | None: ...
-
-
 @dataclass(frozen=True)
-class Brokers:
-    """Which feed to run (DATA_SOURCE) and the settings of the brokers that are configured."""
+class Broker:
+    """The broker DATA_SOURCE names: its adapter, and its settings (loaded at start, so errors come then)."""
 
-    source: DataSource
-    dhan: DhanSettings | None = None
-    kite: KiteSettings | None = None
+    adapter: BrokerAdapter[Any]
+    settings: BrokerSettings
+
+    @classmethod
+    def named(cls, source: str) -> Broker:
+        chosen = adapter(source)
+        return cls(chosen, chosen.settings())
+
+    @property
+    def source(self) -> str:
+        return self.adapter.name
 
 
 def watchdog(ingest: IngestSettings) -> Watchdog:
@@ -78,72 +71,23 @@ def watchdog(ingest: IngestSettings) -> Watchdog:
     )
 
 
-def _dhan_feed(dhan: DhanSettings, selected: Sequence[Selected] | None, **common: Any) -> DhanFeed:
-    client_id, token = dhan.credentials()
-    if selected is None:
-        instruments = dhan.instrument_list()
-    else:
-        instruments = [(s.dhan_segment, s.dhan_security_id) for s in selected if s.dhan_segment and s.dhan_security_id]
-        _not_listed("dhan", [s for s in selected if not s.dhan_security_id])
-    if not instruments:
-        raise ConfigError("DHAN_INSTRUMENTS: no instruments to subscribe (or none of the watchlist is on Dhan)")
-    return DhanFeed(
-        base_url=dhan.feed_url, client_id=client_id, token=token, mode=dhan.feed_mode, instruments=instruments, **common
-    )
-
-
-def _kite_feed(kite: KiteSettings, selected: Sequence[Selected] | None, orders: OrderSink, **common: Any) -> KiteFeed:
-    api_key, token = kite.credentials()
-    if selected is None:
-        subscriptions = kite.instrument_list()
-    else:
-        subscriptions = [(s.kite_instrument_token, kite.feed_mode) for s in selected if s.kite_instrument_token]
-        _not_listed("kite", [s for s in selected if not s.kite_instrument_token])
-    if not subscriptions:
-        raise ConfigError("KITE_INSTRUMENTS: no instruments to subscribe (or none of the watchlist is on Kite)")
-    return KiteFeed(
-        base_url=kite.feed_url, api_key=api_key, token=token, subscriptions=subscriptions, orders=orders, **common
-    )
-
-
-def _not_listed(source: str, missing: list[Selected]) -> None:
-    if missing:
-        log.warning(
-            "watchlist_not_on_broker",
-            source=source,
-            count=len(missing),
-            symbols=[s.trading_symbol for s in missing[:20]],
-        )
-
-
 def _feed(
-    brokers: Brokers,
+    broker: Broker,
     ingest: IngestSettings,
     sink: Callable[[list[Tick]], None],
     recorder: Recorder | None,
     selected: Sequence[Selected] | None = None,
     builder: TickBuilder | None = None,
     orders: OrderSink | None = None,
-) -> DhanFeed | KiteFeed:
-    """The feed DATA_SOURCE names, with its settings."""
-    common: dict[str, Any] = {
-        "sink": sink,
-        "watchdog": watchdog(ingest),
-        "recorder": recorder,
-        "builder": builder,
-    }
-    if brokers.source == "kite":
-        if brokers.kite is None:
-            raise ConfigError("DATA_SOURCE=kite needs the KITE_* settings")
-        return _kite_feed(brokers.kite, selected, orders or (lambda body: None), **common)
-    if brokers.dhan is None:
-        raise ConfigError("DATA_SOURCE=dhan needs the DHAN_* settings")
-    return _dhan_feed(brokers.dhan, selected, **common)
+) -> Feed:
+    """The broker's feed, with its settings."""
+    parts = FeedParts(sink, watchdog(ingest), recorder, builder, orders)
+    return broker.adapter.feed(broker.settings, selected, parts)
 
 
 async def run_ingest(
     *,
-    brokers: Brokers,
+    broker: Broker,
     amqp: AmqpSettings,
     ingest: IngestSettings,
     stop: asyncio.Event,
@@ -160,15 +104,15 @@ async def run_ingest(
     INSTRUMENTS_REFRESH_S and on SIGHUP. `subscribe` (a resolved watchlist) replaces the broker's
     *_INSTRUMENTS setting. With `metrics` (a METRICS_PORT), it serves /metrics, /healthz and /readyz.
     """
-    source = brokers.source
+    source = broker.source
     settings = instruments or InstrumentSettings()
     imap = InstrumentMap(source) if db else None
-    builder = TickBuilder(source, imap, settings.unknown)
+    builder = broker.adapter.tick_builder(imap, settings.unknown)
     publisher = TickPublisher(amqp.amqp_url, Topology(amqp.amqp_prefix), ingest)
     async with contextlib.AsyncExitStack() as stack:
         writer = stack.enter_context(CaptureWriter(record, source)) if record else None
         orders = functools.partial(publisher.submit_event, ORDERS_ROUTING_KEY)
-        feed = _feed(brokers, ingest, publisher.submit, writer.write if writer else None, subscribe, builder, orders)
+        feed = _feed(broker, ingest, publisher.submit, writer.write if writer else None, subscribe, builder, orders)
         stats = IngestStats(feed, builder, publisher, imap)
         if db is not None:
             sessions = SessionLog(db.database_url, source)
@@ -206,18 +150,18 @@ async def run_ingest(
             log.info("ingest_stopped", **stats.snapshot(), **({"lost_by_instrument": lost} if lost else {}))
 
 
-async def run_record(*, brokers: Brokers, ingest: IngestSettings, path: Path, stop: asyncio.Event) -> None:
+async def run_record(*, broker: Broker, ingest: IngestSettings, path: Path, stop: asyncio.Event) -> None:
     """Write every raw frame of the feed to a capture file, publishing nothing, until `stop`."""
-    with CaptureWriter(path, brokers.source) as writer:
-        feed = _feed(brokers, ingest, lambda ticks: None, writer.write)
-        log.info("record_started", source=brokers.source, path=str(path), connections=len(feed.connections))
+    with CaptureWriter(path, broker.source) as writer:
+        feed = _feed(broker, ingest, lambda ticks: None, writer.write)
+        log.info("record_started", source=broker.source, path=str(path), connections=len(feed.connections))
         try:
             await _until_stopped(feed, stop)
         finally:
             log.info("record_stopped", path=str(path), frames=writer.frames, **feed.stats(), **feed.decoder.counters)
 
 
-async def _until_stopped(feed: DhanFeed | KiteFeed, stop: asyncio.Event) -> None:
+async def _until_stopped(feed: Feed, stop: asyncio.Event) -> None:
     """Run the feed until `stop` is set; a terminal feed error is re-raised after the feed stops."""
     feed_task = asyncio.create_task(feed.run(), name="feed")
     stop_task = asyncio.create_task(stop.wait())
@@ -232,9 +176,7 @@ async def _until_stopped(feed: DhanFeed | KiteFeed, stop: asyncio.Event) -> None
 class IngestStats:
     """Every stage's counters, read in one place: the `ingest_stats` log event and the metrics."""
 
-    def __init__(
-        self, feed: DhanFeed | KiteFeed, builder: TickBuilder, publisher: TickPublisher, imap: InstrumentMap | None
-    ) -> None:
+    def __init__(self, feed: Feed, builder: TickBuilder, publisher: TickPublisher, imap: InstrumentMap | None) -> None:
         self.feed, self.builder, self.publisher, self.imap = feed, builder, publisher, imap
 
     def snapshot(self) -> dict[str, int]:

@@ -10,16 +10,20 @@ can make it send a disconnect code.
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 
+from tickpipe_brokers.dhan import wire
+from tickpipe_brokers.dhan.encode import ENCODERS, encode_disconnect, encode_full, encode_oi, encode_prev_close
 from tickpipe_core import get_logger
-from tickpipe_ingestion.dhan import wire
-from tickpipe_simulator.market import Quote, SimInstrument
+from tickpipe_core.capture import CapturedFrame
+from tickpipe_simulator.bundled import plausible_price
+from tickpipe_simulator.market import SimInstrument
 from tickpipe_simulator.server import SentTick, Session, SimulatorServer
 
 log = get_logger("simulator.dhan")
@@ -27,85 +31,6 @@ log = get_logger("simulator.dhan")
 _MODES: dict[int, str] = {code: mode for mode, (code, _) in wire.REQUEST_CODES.items()}
 _UNSUBSCRIBE = {unsub for _, unsub in wire.REQUEST_CODES.values()}
 OI_EVERY = 10  # in quote mode, an OI packet follows every 10th quote of an instrument
-
-
-def encode_full(q: Quote, ltt: int) -> bytes:
-    depth: list[float | int] = []
-    for i in range(wire.DEPTH_LEVELS):
-        depth += [q.bid_qty[i], q.ask_qty[i], q.bid_orders[i], q.ask_orders[i], q.bid_price[i], q.ask_price[i]]
-    return wire.FULL_PACKET.pack(
-        wire.FULL,
-        wire.FULL_PACKET.size,
-        wire.SEGMENT_CODES[q.segment],
-        q.security_id,
-        q.ltp,
-        q.ltq,
-        ltt,
-        q.atp,
-        q.volume,
-        q.total_sell_qty,
-        q.total_buy_qty,
-        q.oi,
-        q.oi_high,
-        q.oi_low,
-        q.open,
-        q.close,
-        q.high,
-        q.low,
-        *depth,
-    )
-
-
-def encode_quote(q: Quote, ltt: int) -> bytes:
-    return wire.QUOTE_PACKET.pack(
-        wire.QUOTE,
-        wire.QUOTE_PACKET.size,
-        wire.SEGMENT_CODES[q.segment],
-        q.security_id,
-        q.ltp,
-        q.ltq,
-        ltt,
-        q.atp,
-        q.volume,
-        q.total_sell_qty,
-        q.total_buy_qty,
-        q.open,
-        q.close,
-        q.high,
-        q.low,
-    )
-
-
-def encode_ticker(q: Quote, ltt: int) -> bytes:
-    return wire.TICKER_PACKET.pack(
-        wire.TICKER, wire.TICKER_PACKET.size, wire.SEGMENT_CODES[q.segment], q.security_id, q.ltp, ltt
-    )
-
-
-def encode_oi(q: Quote) -> bytes:
-    return wire.OI_PACKET.pack(wire.OI, wire.OI_PACKET.size, wire.SEGMENT_CODES[q.segment], q.security_id, q.oi)
-
-
-def encode_prev_close(inst: SimInstrument) -> bytes:
-    return wire.PREV_CLOSE_PACKET.pack(
-        wire.PREV_CLOSE,
-        wire.PREV_CLOSE_PACKET.size,
-        wire.SEGMENT_CODES[inst.segment],
-        inst.security_id,
-        inst.prev_close,
-        inst.oi,
-    )
-
-
-def encode_disconnect(code: int) -> bytes:
-    return wire.DISCONNECT_PACKET.pack(wire.DISCONNECT, wire.DISCONNECT_PACKET.size, 0, 0, code)
-
-
-_ENCODERS: dict[str, Callable[[Quote, int], bytes]] = {
-    "ticker": encode_ticker,
-    "quote": encode_quote,
-    "full": encode_full,
-}
 
 
 def _authorized(ws: ServerConnection) -> bool:
@@ -174,7 +99,7 @@ class DhanSimulator(SimulatorServer):
                     await session.ws.send(encode_prev_close(inst))
                     last = self._last_sent.get(key) if self.snapshot else None
                     if last is not None:  # the same bytes again: encoding is deterministic
-                        await session.ws.send(_ENCODERS[last.packet](last.quote, last.ltt))
+                        await session.ws.send(ENCODERS[last.packet](last.quote, last.ltt))
                         self.snapshots_sent += 1
                 session.subscribed[key] = (inst, mode)
             elif code in _UNSUBSCRIBE:
@@ -192,7 +117,45 @@ class DhanSimulator(SimulatorServer):
         packet = mode
         if mode == "quote" and self.full_every and session.trades % self.full_every == 0:
             packet = "full"
-        packets.append(_ENCODERS[packet](quote, ltt))
+        packets.append(ENCODERS[packet](quote, ltt))
         if packet == "quote" and session.trades % OI_EVERY == 0:
             packets.append(encode_oi(quote))
         ticks.append(SentTick(quote, ltt, packet, session.number))
+
+
+# The bundled master slice's (exchange, segment letter) -> the feed's exchange segment.
+_FEED_SEGMENT = {("NSE", "I"): "IDX_I", ("NSE", "E"): "NSE_EQ", ("NSE", "D"): "NSE_FNO"}
+
+
+def simulated_instrument(row: dict[str, str], rng: random.Random) -> SimInstrument:
+    """A row of Dhan's compact master (the bundled slice) as a simulated instrument, priced near the market."""
+    exchange, seg, symbol = row["SEM_EXM_EXCH_ID"], row["SEM_SEGMENT"], row["SEM_TRADING_SYMBOL"]
+    kind = row["SEM_OPTION_TYPE"] if row["SEM_OPTION_TYPE"] in ("CE", "PE") else row["SEM_INSTRUMENT_NAME"]
+    kind = "FUT" if kind.startswith("FUT") else kind
+    tick = float(row["SEM_TICK_SIZE"]) / (1 if seg == "I" else 100)  # paise, but rupees on index rows
+    price = plausible_price(symbol.split("-")[0], kind, float(row["SEM_STRIKE_PRICE"] or 0), tick)
+    return SimInstrument(
+        _FEED_SEGMENT[exchange, seg],
+        int(row["SEM_SMST_SECURITY_ID"]),
+        prev_close=round(price, 2),
+        tick_size=tick,
+        lot=int(float(row["SEM_LOT_UNITS"])),
+        rng=rng,
+    )
+
+
+def numbered_capture(ticks: int, rate: float | None, instruments: Sequence[SimInstrument]) -> list[CapturedFrame]:
+    """A capture of `ticks` numbered Dhan full packets (a trade's volume is its number, 1, 2, ...),
+    four to a frame, `rate` a second (None: all at once, for a flat-out replay). It opens, as Dhan
+    does on a subscription, with each instrument's previous close (so ticks carry their change)."""
+    ltt = int(time.time()) + wire.IST_OFFSET_SECONDS
+    opening = b"".join(encode_prev_close(instrument) for instrument in instruments)
+    frames, packets = [CapturedFrame(0.0, 0, opening)], []
+    for n in range(1, ticks + 1):
+        quote = instruments[n % len(instruments)].step()
+        quote.volume = n
+        packets.append(encode_full(quote, ltt + n // 5000))
+        if len(packets) == 4 or n == ticks:
+            frames.append(CapturedFrame(n / rate if rate else 0.0, 0, b"".join(packets)))
+            packets = []
+    return frames

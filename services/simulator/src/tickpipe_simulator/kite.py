@@ -10,7 +10,7 @@ instrument (segment, security id) has Kite token `security_id << 8 | Kite segmen
 from __future__ import annotations
 
 import json
-import struct
+import random
 import time
 from http import HTTPStatus
 from typing import Any
@@ -19,84 +19,16 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from tickpipe_brokers.kite import wire
+from tickpipe_brokers.kite.encode import encode_full, encode_ltp, encode_quote, frame, kite_token
 from tickpipe_core import get_logger
-from tickpipe_ingestion.kite import wire
-from tickpipe_simulator.market import Quote, SimInstrument
+from tickpipe_simulator.bundled import plausible_price
+from tickpipe_simulator.market import SimInstrument
 from tickpipe_simulator.server import SentTick, Session, SimulatorServer
 
 log = get_logger("simulator.kite")
 
-# The simulated instruments carry Dhan's segment names; these are the same markets on Kite.
-KITE_SEGMENT_OF = {
-    "NSE_EQ": "NSE",
-    "NSE_FNO": "NFO",
-    "NSE_CURRENCY": "CDS",
-    "BSE_EQ": "BSE",
-    "BSE_FNO": "BFO",
-    "BSE_CURRENCY": "BCD",
-    "MCX_COMM": "MCX",
-}
 HEARTBEAT = b"\x00"
-
-
-def kite_token(inst: SimInstrument) -> int:
-    """The instrument's real Kite token where it has one, else one made from its Dhan id."""
-    if inst.kite_token is not None:
-        return inst.kite_token
-    return inst.security_id << 8 | wire.SEGMENT_CODES[KITE_SEGMENT_OF[inst.segment]]
-
-
-def _price(x: float, d: float) -> int:
-    return round(x * d)
-
-
-def encode_ltp(token: int, q: Quote) -> bytes:
-    return wire.LTP_PACKET.pack(token, _price(q.ltp, wire.divisor(token)))
-
-
-def _quote_fields(token: int, q: Quote) -> tuple[int, ...]:
-    """The fields a quote packet and the start of a full packet share, in wire order."""
-    d = wire.divisor(token)
-    return (
-        token,
-        _price(q.ltp, d),
-        q.ltq,
-        _price(q.atp, d),
-        q.volume,
-        q.total_buy_qty,
-        q.total_sell_qty,
-        _price(q.open, d),
-        _price(q.high, d),
-        _price(q.low, d),
-        _price(q.close, d),
-    )
-
-
-def encode_quote(token: int, q: Quote) -> bytes:
-    return wire.QUOTE_PACKET.pack(*_quote_fields(token, q))
-
-
-def encode_full(token: int, q: Quote, trade_time: int) -> bytes:
-    d = wire.divisor(token)
-    depth: list[int] = []
-    for qty, price, orders in zip(q.bid_qty, q.bid_price, q.bid_orders, strict=True):
-        depth += [qty, _price(price, d), orders]
-    for qty, price, orders in zip(q.ask_qty, q.ask_price, q.ask_orders, strict=True):
-        depth += [qty, _price(price, d), orders]
-    return wire.FULL_PACKET.pack(
-        *_quote_fields(token, q),
-        trade_time,
-        q.oi,
-        q.oi_high,
-        q.oi_low,
-        trade_time,  # exchange timestamp
-        *depth,
-    )
-
-
-def frame(packets: list[bytes]) -> bytes:
-    """Kite's binary frame: packet count, then each packet with its length."""
-    return struct.pack(">H", len(packets)) + b"".join(struct.pack(">H", len(p)) + p for p in packets)
 
 
 class KiteSimulator(SimulatorServer):
@@ -157,3 +89,23 @@ class KiteSimulator(SimulatorServer):
     async def _idle(self, session: Session) -> None:
         await session.ws.send(HEARTBEAT)
         self.heartbeats += 1
+
+
+_UNDERLYING = {"NIFTY 50": "NIFTY", "NIFTY BANK": "BANKNIFTY"}  # index names in the dump -> the underlying
+
+
+def simulated_instrument(row: dict[str, str], rng: random.Random) -> SimInstrument:
+    """A row of Kite's instruments dump (the bundled slice) as a simulated instrument, priced near the market."""
+    kind, symbol = row["instrument_type"], row["tradingsymbol"]
+    underlying = _UNDERLYING.get(symbol, row["name"] if kind in ("FUT", "CE", "PE") else symbol)
+    tick = float(row["tick_size"]) or 0.05
+    price = plausible_price(underlying, kind, float(row["strike"]), tick)
+    return SimInstrument(
+        "NSE_FNO",
+        int(row["exchange_token"]),
+        prev_close=round(price, 2),
+        tick_size=tick,
+        lot=int(row["lot_size"]) or 1,
+        rng=rng,
+        kite_token=int(row["instrument_token"]),
+    )

@@ -1,6 +1,6 @@
 """A simulated market: instruments whose prices take a random walk with a 5-level book.
 
-Source-agnostic: broker simulators turn `Quote`s into their own packets.
+Source-agnostic: broker simulators turn `Quote`s into their own packets (each adapter's `encode.py`).
 """
 
 from __future__ import annotations
@@ -9,39 +9,14 @@ import random
 import struct
 from dataclasses import dataclass, field
 
+from tickpipe_brokers.quote import Quote
+
 _F32 = struct.Struct("<f")
 
 
 def f32(x: float) -> float:
     """The float32 nearest x, as a Python float: what a broker's f32 field can carry."""
     return float(_F32.unpack(_F32.pack(x))[0])
-
-
-@dataclass
-class Quote:
-    """One instrument's state at one tick."""
-
-    segment: str
-    security_id: int
-    ltp: float
-    ltq: int
-    volume: int
-    atp: float
-    open: float
-    high: float
-    low: float
-    close: float
-    oi: int
-    oi_high: int
-    oi_low: int
-    total_buy_qty: int
-    total_sell_qty: int
-    bid_price: list[float]
-    bid_qty: list[int]
-    bid_orders: list[int]
-    ask_price: list[float]
-    ask_qty: list[int]
-    ask_orders: list[int]
 
 
 @dataclass

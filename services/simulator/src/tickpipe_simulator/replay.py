@@ -16,10 +16,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from tickpipe_core import get_logger
-from tickpipe_ingestion.capture import CapturedFrame
-from tickpipe_ingestion.dhan import wire
-from tickpipe_simulator.dhan import encode_full, encode_prev_close
-from tickpipe_simulator.market import SimInstrument
+from tickpipe_core.capture import CapturedFrame
 
 log = get_logger("simulator.replay")
 
@@ -66,23 +63,6 @@ class Replay:
             self.finished.set()
             async for _ in ws:  # keep reading (later subscribe requests, the close) until the client leaves
                 pass
-
-
-def numbered_capture(ticks: int, rate: float | None, instruments: Sequence[SimInstrument]) -> list[CapturedFrame]:
-    """A capture of `ticks` numbered Dhan full packets (a trade's volume is its number, 1, 2, ...),
-    four to a frame, `rate` a second (None: all at once, for a flat-out replay). It opens, as Dhan
-    does on a subscription, with each instrument's previous close (so ticks carry their change)."""
-    ltt = int(time.time()) + wire.IST_OFFSET_SECONDS
-    opening = b"".join(encode_prev_close(instrument) for instrument in instruments)
-    frames, packets = [CapturedFrame(0.0, 0, opening)], []
-    for n in range(1, ticks + 1):
-        quote = instruments[n % len(instruments)].step()
-        quote.volume = n
-        packets.append(encode_full(quote, ltt + n // 5000))
-        if len(packets) == 4 or n == ticks:
-            frames.append(CapturedFrame(n / rate if rate else 0.0, 0, b"".join(packets)))
-            packets = []
-    return frames
 
 
 class ThreadedReplay:

@@ -22,7 +22,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tickpipe_simulator.market import Quote, SimInstrument
+from tickpipe_brokers.quote import Quote
+from tickpipe_simulator.market import SimInstrument
 
 
 @dataclass(frozen=True)

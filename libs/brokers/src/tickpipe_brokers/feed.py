@@ -20,9 +20,9 @@ from typing import Protocol
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from tickpipe_brokers.market_hours import MarketHours
 from tickpipe_core import Backoff, FeedAuthError, FeedError, TerminalError, get_logger, redact
 from tickpipe_core.settings import redact_url
-from tickpipe_ingestion.market_hours import MarketHours
 
 
 @dataclass(frozen=True)

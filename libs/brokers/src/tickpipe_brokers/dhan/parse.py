@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from tickpipe_brokers.decoding import BadPackets, EpochSeconds
+from tickpipe_brokers.dhan import wire
+from tickpipe_brokers.ticks import TickBuilder
 from tickpipe_core import Tick
 from tickpipe_core.india import india_day, india_day_bounds
-from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
-from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.ticks import TickBuilder
 
 _HEADER_SIZE = wire.HEADER.size
 _LENGTHS = wire.LENGTHS
@@ -50,7 +50,7 @@ class DhanDecoder:
 
     def __init__(self, builder: TickBuilder | None = None) -> None:
         self.counters: defaultdict[str, int] = defaultdict(int)  # per packet: Counter's += costs 2.5x
-        self.builder = builder if builder is not None else TickBuilder("dhan")
+        self.builder = builder if builder is not None else TickBuilder("dhan", pair_key=True)
         self._state: dict[tuple[int, int], _InstrumentState] = {}
         self._day_start, self._day_end = india_day_bounds(-1)  # no day yet: the first frame starts one
         # Dhan's times are IST wall-clock seconds dressed as epoch seconds.

@@ -14,17 +14,17 @@ import hashlib
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent  # the directory holding the tickpipe_ingestion package
+ROOT = Path(__file__).resolve().parent.parent  # the directory holding the tickpipe_brokers package
 MODULES = (
-    "tickpipe_ingestion/decoding.py",
-    "tickpipe_ingestion/enrich.py",
-    "tickpipe_ingestion/ticks.py",
-    "tickpipe_ingestion/dhan/parse.py",
-    "tickpipe_ingestion/dhan/wire.py",
-    "tickpipe_ingestion/kite/parse.py",
-    "tickpipe_ingestion/kite/wire.py",
+    "tickpipe_brokers/decoding.py",
+    "tickpipe_brokers/enrich.py",
+    "tickpipe_brokers/ticks.py",
+    "tickpipe_brokers/dhan/parse.py",
+    "tickpipe_brokers/dhan/wire.py",
+    "tickpipe_brokers/kite/parse.py",
+    "tickpipe_brokers/kite/wire.py",
 )
-STAMP = "tickpipe_ingestion/.compiled"  # the digest of the sources the extensions were built from
+STAMP = "tickpipe_brokers/.compiled"  # the digest of the sources the extensions were built from
 
 
 def digest(root: Path = ROOT) -> str:

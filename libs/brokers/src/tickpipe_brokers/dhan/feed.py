@@ -10,12 +10,12 @@ from urllib.parse import urlencode
 
 from pydantic import SecretStr
 
+from tickpipe_brokers.dhan import wire
+from tickpipe_brokers.dhan.parse import DhanDecoder
+from tickpipe_brokers.dhan.settings import DhanFeedMode
+from tickpipe_brokers.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
+from tickpipe_brokers.ticks import TickBuilder
 from tickpipe_core import ConfigError, FeedAuthError, FeedError, Tick, get_logger, register_secret
-from tickpipe_core.settings import DhanFeedMode
-from tickpipe_ingestion.dhan import wire
-from tickpipe_ingestion.dhan.parse import DhanDecoder
-from tickpipe_ingestion.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
-from tickpipe_ingestion.ticks import TickBuilder
 
 log = get_logger("dhan.feed")
 

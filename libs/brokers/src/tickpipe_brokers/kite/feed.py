@@ -10,12 +10,12 @@ from urllib.parse import urlencode
 
 from pydantic import SecretStr
 
+from tickpipe_brokers.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
+from tickpipe_brokers.kite import wire
+from tickpipe_brokers.kite.parse import KiteDecoder
+from tickpipe_brokers.kite.settings import KiteMode
+from tickpipe_brokers.ticks import TickBuilder
 from tickpipe_core import ConfigError, Tick, get_logger, register_secret
-from tickpipe_core.settings import KiteMode
-from tickpipe_ingestion.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
-from tickpipe_ingestion.kite import wire
-from tickpipe_ingestion.kite.parse import KiteDecoder
-from tickpipe_ingestion.ticks import TickBuilder
 
 log = get_logger("kite.feed")
 

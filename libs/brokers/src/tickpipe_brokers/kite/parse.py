@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
+from tickpipe_brokers.decoding import BadPackets, EpochSeconds
+from tickpipe_brokers.kite import wire
+from tickpipe_brokers.ticks import TickBuilder
 from tickpipe_core import Tick
-from tickpipe_ingestion.decoding import BadPackets, EpochSeconds
-from tickpipe_ingestion.kite import wire
-from tickpipe_ingestion.ticks import TickBuilder
 
 
 class KiteDecoder:
@@ -22,7 +22,7 @@ class KiteDecoder:
 
     def __init__(self, builder: TickBuilder | None = None) -> None:
         self.counters: defaultdict[str, int] = defaultdict(int)  # per packet: Counter's += costs 2.5x
-        self.builder = builder if builder is not None else TickBuilder("kite")
+        self.builder = builder if builder is not None else TickBuilder("kite", pair_key=False)
         self._packet_time = EpochSeconds().utc
         self._trade_time = EpochSeconds().utc  # a second cache, so the two never evict each other
         self._bad = BadPackets("kite", self.counters).report

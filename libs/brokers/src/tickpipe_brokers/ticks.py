@@ -15,9 +15,8 @@ from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
+from tickpipe_brokers.enrich import derived_values
 from tickpipe_core import Tick, content_ids, get_logger, new_tick_id
-from tickpipe_core.settings import DataSource
-from tickpipe_ingestion.enrich import derived_values
 
 log = get_logger("ticks")
 
@@ -53,16 +52,19 @@ class TickBuilder:
 
     def __init__(
         self,
-        source: DataSource,
+        source: str,
         instruments: InstrumentLookup | None = None,
         unknown: Literal["store", "drop"] = "store",
+        *,
+        pair_key: bool,
     ) -> None:
-        """`instruments` is read on every tick, so a reloaded map takes effect at once."""
+        """`instruments` is read on every tick, so a reloaded map takes effect at once. `pair_key`: the
+        broker names a listing by (segment, id), not by one number (its adapter's `ids.pair`)."""
         self.source = source
         self.instruments: InstrumentLookup = instruments if instruments is not None else {}
         self.keep_unknown = unknown == "store"
         self.counters: defaultdict[str, int] = defaultdict(int)  # per packet: Counter's += costs 2.5x
-        self._pair_key = source == "dhan"  # Dhan ids are (segment, security id), Kite's a token
+        self._pair_key = pair_key
         # A packet's own bytes -> its id, personalised by broker: the same bytes from two brokers differ.
         self._content_id = content_ids(source.encode())
         self._receive_ts = self._latest_sane = EARLIEST  # the last receive time and its MAX_AHEAD bound
