@@ -69,3 +69,11 @@ def test_the_contract_core_holds_no_broker_settings() -> None:
     core = _sources("libs/core/src")
     assert core
     assert not [p for p in core if re.search(r"DHAN_|KITE_|class (Dhan|Kite)", p.read_text())]
+
+
+def test_the_image_installs_no_benchmark_code() -> None:
+    assert "tickpipe-bench" not in _closure("tickpipe")  # a development dependency only
+    syncs = [line for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines() if "uv sync" in line]
+    assert syncs and all("--no-install-package tickpipe-bench" in line for line in syncs)
+    shipped = _sources("src", "libs", "services")
+    assert not [p for p in shipped if re.search(r"^(from|import) tickpipe_bench", p.read_text(), re.M)]

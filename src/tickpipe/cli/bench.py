@@ -43,7 +43,12 @@ def bench(
     seconds and peak RSS per process, and exactly-once (stored = sent, none twice). Where PostgreSQL
     and RabbitMQ run on this machine, also their CPU, and the CPU a tick cost each part.
     """
-    from tickpipe import bench as measure
+    try:
+        from tickpipe_bench import pipeline as measure
+    except ImportError:
+        raise click.ClickException(
+            "tickpipe bench needs the benchmarks, which a checkout's development install has (uv sync --all-packages)"
+        ) from None
 
     found = measure.run(
         load(DatabaseSettings).database_url, load(AmqpSettings).amqp_url, ticks, rate, workers, instruments, timeout_s

@@ -161,7 +161,7 @@ def record(path: Path, duration: float | None) -> None:
 def work(count: int | None) -> None:
     """Drain the ticks queue into the hypertable with batch-insert worker processes.
 
-    One process per worker measured faster than tasks sharing a process (scripts/bench/bench_workers.py).
+    One process per worker is faster than tasks sharing a process (python -m tickpipe_bench.workers).
     """
     from tickpipe.supervisor import Child, Supervisor
     from tickpipe_workers import run_workers

@@ -1,8 +1,9 @@
 """When to try again and how long to wait: one policy for the feed, the publisher and the workers.
 
-Every retry loop in tickpipe asks `is_retryable` whether doing the same thing again may succeed and
-waits `Backoff.delay(attempt)` between tries (exponential with full jitter, from tenacity, so that
-many clients recovering from one outage do not all come back in the same instant). A failure that
+Retry loops wait `Backoff.delay(attempt)` between tries (exponential with full jitter, from tenacity,
+so that many clients recovering from one outage do not all come back in the same instant).
+`is_retryable` says whether doing the same thing again may succeed; the worker uses it to tell a
+passing outage from a failure in its log. A failure that
 retrying cannot fix is a `TerminalError`: the process says so in one line and exits with
 `EXIT_TERMINAL`, which neither `tickpipe run`'s supervisor nor the compose deployment restarts.
 """

@@ -15,9 +15,9 @@ TICKS_ROUTING_KEY = "ticks"
 ORDERS_ROUTING_KEY = "orders"
 DEAD_REASON_HEADER = "x-tickpipe-error"
 
-# Quorum queues: replicated Raft logs that survive a node loss, and on this machine they measured
-# faster than classic queues for our ~180 KB batch messages (scripts/bench/bench_queue.py: publish
-# 1.2x, consume 1.6x), both far above what the database can absorb.
+# Quorum queues: replicated Raft logs that survive a node loss, and no slower than classic queues for
+# our batch messages (python -m tickpipe_bench.queues compares them), both far above what the database
+# can absorb.
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 # The side queues have a length limit, so that nobody reading them can fill the broker's disk (which

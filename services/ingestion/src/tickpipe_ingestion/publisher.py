@@ -306,10 +306,9 @@ class Linger:
     """How long a partial message waits for more ticks: not at all at a trickle; under load (ticks
     arriving at LOADED_TICKS_PER_S or more), until its oldest tick is `linger_s` old.
 
-    A message costs the broker, ingestion and a worker far more than a tick does: at 10,000 ticks/s,
-    messages published at once (a few frames each) kept 90% of a 2-core machine busy, messages that
-    lingered 10 ms about 55%, with the same receive-to-commit p99; at 1,000 ticks/s, 36% against 30%.
-    At a trickle nothing is saved, so nothing waits.
+    A message costs the broker, ingestion and a worker far more than a tick does, so under load
+    fewer, fuller messages save CPU at the same receive-to-commit latency (docs/benchmarks.md). At a
+    trickle nothing is saved, so nothing waits.
     """
 
     LOADED_TICKS_PER_S = 200.0

@@ -21,7 +21,7 @@ class KiteDecoder:
     """Decodes binary frames of one Kite feed (all its connections) into ticks made by `builder`."""
 
     def __init__(self, builder: TickBuilder | None = None) -> None:
-        self.counters: defaultdict[str, int] = defaultdict(int)  # per packet: Counter's += costs 2.5x
+        self.counters: defaultdict[str, int] = defaultdict(int)  # per packet: plainer than Counter's +=
         self.builder = builder if builder is not None else TickBuilder("kite", pair_key=False)
         self._packet_time = EpochSeconds().utc
         self._trade_time = EpochSeconds().utc  # a second cache, so the two never evict each other

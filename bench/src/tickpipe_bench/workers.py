@@ -3,7 +3,7 @@
 Both run in the same invocation on the same machine, so the ratio is meaningful on a noisy host.
 Prints rows/s for each and the ratio; target: the pool reaches at least 0.5 of plain COPY.
 
-    uv run python scripts/bench/bench_workers.py --ticks 200000 --workers 1 2 --mode processes tasks
+    uv run python -m tickpipe_bench.workers --ticks 200000 --workers 1 2 --mode processes tasks
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aio_pika
 import psycopg
 from psycopg import sql
 
+from tickpipe_bench.common import drop_database, peak_rss_kib
 from tickpipe_brokers.dhan.encode import encode_full
 from tickpipe_brokers.dhan.parse import DhanDecoder
 from tickpipe_core import Topology, encode_batch
@@ -46,11 +46,6 @@ def make_messages(total: int, per_message: int) -> list[bytes]:
     frame = b"".join(encode_full(instruments[i % 200].step(), ltt) for i in range(total))
     ticks = decoder.decode(frame, now).ticks
     return [encode_batch(ticks[i : i + per_message]) for i in range(0, total, per_message)]
-
-
-def drop(server: str, name: str) -> None:
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 def count(url: str) -> int:
@@ -116,25 +111,15 @@ def run_pool(
     peaks: dict[int, int] = {}
     while count(url) < total:
         for p in procs:
-            peaks[p.pid] = max(peaks.get(p.pid, 0), _hwm_kib(p.pid))
+            peaks[p.pid] = max(peaks.get(p.pid, 0), peak_rss_kib(p.pid))
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
     for p in procs:
-        peaks[p.pid] = max(peaks.get(p.pid, 0), _hwm_kib(p.pid))
+        peaks[p.pid] = max(peaks.get(p.pid, 0), peak_rss_kib(p.pid))
         p.terminate()
     for p in procs:
         p.wait(30)
     return elapsed, list(peaks.values())
-
-
-def _hwm_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def plain_copy(server: str, source_url: str, total: int) -> float:
@@ -158,7 +143,7 @@ def plain_copy(server: str, source_url: str, total: int) -> float:
     finally:
         path.unlink(missing_ok=True)
         path.parent.rmdir()
-        drop(server, name)
+        drop_database(server, name)
 
 
 def main() -> None:
@@ -192,11 +177,11 @@ def main() -> None:
             asyncio.run(delete_topology(args.amqp, topology))
             results.append((mode, workers, total / elapsed, peaks))
             if last_url:
-                drop(args.server, urlsplit(last_url).path.lstrip("/"))
+                drop_database(args.server, last_url)
             last_url = url
     assert last_url is not None
     copy_rate = total / plain_copy(args.server, last_url, total)
-    drop(args.server, urlsplit(last_url).path.lstrip("/"))
+    drop_database(args.server, last_url)
     print(f"plain server-side COPY from file: {copy_rate:,.0f} rows/s (baseline)")
     for mode, workers, rate, peaks in results:
         peak = ", ".join(f"{p / 1024:.0f}" for p in peaks)

@@ -6,7 +6,7 @@ check that they get every tick of their instruments, in order. Latency is publis
 (one clock: this machine's). The baseline, measured in the same run on the same ticks, is a bare
 RabbitMQ consumer of the published messages: the fan-out's cost is the ratio to it.
 
-    uv run python scripts/bench/bench_fanout.py [--clients 1000] [--rate 2000] [--seconds 15]
+    uv run python -m tickpipe_bench.fanout [--clients 1000] [--rate 2000] [--seconds 15]
 
 Needs TEST_DATABASE_URL (a server with TimescaleDB) and TEST_AMQP_URL; it creates and drops its own
 database and queue names.
@@ -28,12 +28,12 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aio_pika
 import psycopg
 
+from tickpipe_bench.common import cpu_seconds, peak_rss_kib
 from tickpipe_core import Tick, Topology, encode_batch, new_tick_id
 from tickpipe_core.codec import CONTENT_TYPE
 from tickpipe_core.db import with_database
@@ -159,11 +159,7 @@ async def baseline(amqp_url: str, topology: Topology, ids: list[int], rate: floa
 
 def proc_usage(pid: int) -> tuple[float, int]:
     """CPU seconds (user + system) and peak RSS in bytes of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
-    return cpu, int(hwm.split()[1]) * 1024
+    return cpu_seconds(pid) or 0.0, peak_rss_kib(pid) * 1024
 
 
 def main() -> None:
@@ -201,7 +197,8 @@ def main() -> None:
         per_instrument = int(args.rate * args.seconds) // len(ids)
         rng = random.Random(1)
         subscriptions = [rng.sample(ids, args.per_client) for _ in range(args.clients)]
-        out, ready = mp.Queue(), mp.Queue()
+        out: mp.Queue[Any] = mp.Queue()
+        ready: mp.Queue[Any] = mp.Queue()
         shares = [subscriptions[i :: args.client_processes] for i in range(args.client_processes)]
         workers = [mp.Process(target=clients_main, args=(port, s, per_instrument, out, ready)) for s in shares]
         cpu0, _ = proc_usage(gateway.pid)

@@ -7,7 +7,7 @@ seconds (from /proc) over the ticks RabbitMQ confirmed is the figure: far steadi
 machine than the whole pipeline's throughput. Variants (environments) run in alternating rounds,
 so two versions of the code can be compared in the same minutes:
 
-    uv run python scripts/bench/bench_ingest.py --ticks 200000 --rounds 3 \\
+    uv run python -m tickpipe_bench.ingest --ticks 200000 --rounds 3 \\
         --variant 'before:PYTHONPATH=/tmp/base/libs/core/src:...' --variant 'now:'
 """
 
@@ -22,8 +22,9 @@ import time
 import uuid
 from pathlib import Path
 
-from tickpipe.bench import Process, drop_database, drop_topology, free_port, synced_market
 from tickpipe.cli.simulate import feed_environment
+from tickpipe_bench.common import drop_database, drop_topology, free_port
+from tickpipe_bench.pipeline import Process, synced_market
 from tickpipe_core.db import with_database
 from tickpipe_core.metrics import scrape
 from tickpipe_core.migrate import migrate

@@ -4,7 +4,7 @@ Prints the wall time of parsing and of each sync phase, the total against the 15
 memory, and the ratio to the baseline: the same CSV bytes COPY'd into a text table by the server,
 measured in the same run (the floor any loader of this file pays on this machine).
 
-    uv run python scripts/bench/bench_sync.py [--file tests/data/dhan/api-scrip-master-2026-02.csv.gz]
+    uv run python -m tickpipe_bench.sync [--file tests/data/dhan/api-scrip-master-2026-02.csv.gz]
 """
 
 from __future__ import annotations

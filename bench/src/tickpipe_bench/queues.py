@@ -1,6 +1,6 @@
 """Benchmark: classic vs quorum queue for tickpipe's messages (publish with confirms, then consume).
 
-uv run python scripts/bench/bench_queue.py --messages 400 --ticks-per-message 500
+uv run python -m tickpipe_bench.queues --messages 400 --ticks-per-message 500
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import time
 import uuid
 
 import aio_pika
-from bench_workers import make_messages
+
+from tickpipe_bench.workers import make_messages
 
 
 async def run(amqp_url: str, queue_type: str, bodies: list[bytes]) -> tuple[float, float]:

@@ -15,7 +15,6 @@ small machine, the whole pipeline and both servers share the same cores.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -34,7 +33,8 @@ from typing import Any
 import psycopg
 
 from tickpipe.cli.simulate import feed_environment
-from tickpipe_core import Topology, get_logger
+from tickpipe_bench.common import cleanup, cpu_seconds, free_port, peak_rss_kib
+from tickpipe_core import get_logger
 from tickpipe_core.db import with_database
 from tickpipe_core.metrics import scrape
 from tickpipe_core.migrate import migrate
@@ -61,24 +61,7 @@ class Process:
     def sample(self) -> None:
         """CPU seconds and peak RSS from /proc while the process lives."""
         self.cpu_s = cpu_seconds(self.proc.pid) or self.cpu_s
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
-        except (OSError, IndexError, ValueError):
-            pass
-
-
-def cpu_seconds(pid: int, name: str | None = None) -> float | None:
-    """A process's CPU seconds so far, from /proc; None if it is not on this machine (or not called `name`)."""
-    try:
-        comm, _, rest = Path(f"/proc/{pid}/stat").read_text().partition("(")[2].rpartition(")")
-        fields = rest.split()
-        if name is not None and comm != name:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+        self.peak_rss_mb = max(self.peak_rss_mb, peak_rss_kib(self.proc.pid) / 1024)
 
 
 # PostgreSQL's processes that work for every database: what they spend during the run counts too.
@@ -142,14 +125,6 @@ class Series:
     stored: list[int] = field(default_factory=list)
     p50_ms: list[float | None] = field(default_factory=list)
     p99_ms: list[float | None] = field(default_factory=list)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _COUNTED = ("tickpipe_rows_inserted_total", "tickpipe_ticks_received_total")
@@ -376,37 +351,6 @@ def _report(
         },
         "series": {"t_s": series.t, "stored": series.stored, "p50_ms": series.p50_ms, "p99_ms": series.p99_ms},
     }
-
-
-def cleanup(server_url: str, db: str, amqp_url: str, prefix: str) -> None:
-    """Drop the scratch database and the scratch queues (a failure is logged: they are named bench-*)."""
-    drop_database(server_url, db)
-    drop_topology(amqp_url, prefix)
-
-
-def drop_database(server_url: str, db: str) -> None:
-    name = str(psycopg.conninfo.conninfo_to_dict(db)["dbname"])
-    try:  # from the server's maintenance database: DATABASE_URL's own may not exist (a bench-only server)
-        with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-            conn.execute(
-                psycopg.sql.SQL("drop database if exists {} with (force)").format(psycopg.sql.Identifier(name))
-            )
-    except psycopg.Error as e:
-        log.warning("bench_cleanup_failed", database=str(name), error=str(e))
-
-
-def drop_topology(amqp_url: str, prefix: str) -> None:
-    import aio_pika
-
-    async def drop() -> None:
-        connection = await aio_pika.connect(amqp_url)
-        async with connection:
-            await Topology(prefix).delete(await connection.channel())
-
-    try:
-        asyncio.run(drop())
-    except Exception as e:  # the broker went away meanwhile: the scratch queues stay, named bench-*
-        log.warning("bench_cleanup_failed", prefix=prefix, error=f"{type(e).__name__}: {e}")
 
 
 def rate_label(rate: float | str) -> str:

@@ -4,17 +4,11 @@ Dhan (dhanhq) and Kite (kiteconnect), full and quote packets, one per frame as t
 them; the same packets, in the same run, timed in alternating rounds (the machine's speed moves
 between rounds, alike for both); prints the best round's rates, their ratio and the spread of the
 rounds' ratios (targets: 3x for full packets, 1.5x for the others). Ours produces complete,
-enriched Ticks; the SDKs produce dicts (Dhan's of formatted strings).
+enriched Ticks; the SDKs produce dicts (Dhan's of formatted strings). Each result is used (its ticks
+counted) and dropped, as a feed handler does: results held in a growing list would have the cyclic
+garbage collector rescan them, and the ratio would measure the collector more than the parsers.
 
-Two ways of consuming the results, both printed:
-- streamed: each result is used (its ticks counted) and dropped, as a feed handler does. This is
-  the figure the targets are about.
-- kept: every result of the run is held in one list, as earlier versions of this script did. Then
-  the cyclic garbage collector rescans the growing heap of results (its cost grows with what is
-  held, about 7 us a packet for both sides at 100,000), so the ratio measures the collector more
-  than the parsers.
-
-    uv run python scripts/bench/bench_decode.py --packets 100000
+    uv run python -m tickpipe_bench.decode --packets 100000
 """
 
 from __future__ import annotations
@@ -25,13 +19,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dhanhq.marketfeed import MarketFeed
-from kiteconnect.ticker import KiteTicker
+from kiteconnect.ticker import KiteTicker  # type: ignore[import-untyped]  # the SDK ships no types
 
 from tickpipe_brokers.dhan import wire
 from tickpipe_brokers.dhan.encode import encode_full
 from tickpipe_brokers.dhan.parse import DhanDecoder
+from tickpipe_brokers.kite import encode as kite_sim
 from tickpipe_brokers.kite.parse import KiteDecoder
-from tickpipe_simulator import kite as kite_sim
 from tickpipe_simulator.market import make_instruments
 
 
@@ -85,13 +79,8 @@ def main() -> None:
 def compare(name: str, packets: list[bytes], ours: Any, theirs: Any, runs: int) -> None:
     """Time both parsers in alternating rounds (a noisy machine slows both alike) and report the best
     round of each, with the spread of the per-round ratios."""
-    for mode in ("streamed", "kept"):
-        if mode == "streamed":
-            mine, sdk = (lambda: streamed(ours, packets)), (lambda: streamed(theirs, packets))
-        else:
-            mine, sdk = (lambda: [ours(p) for p in packets]), (lambda: [theirs(p) for p in packets])
-        rounds = [(timed(mine), timed(sdk)) for _ in range(runs)]
-        report(f"{name} ({mode})", len(packets), rounds)
+    rounds = [(timed(lambda: streamed(ours, packets)), timed(lambda: streamed(theirs, packets))) for _ in range(runs)]
+    report(name, len(packets), rounds)
 
 
 def report(name: str, n: int, rounds: list[tuple[float, float]]) -> None:

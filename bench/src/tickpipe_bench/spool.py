@@ -6,7 +6,7 @@ INGEST_SPOOL_FSYNC = never, interval (1 s, in a thread) and segment, against enc
 same run, on the spool directory's own disk. Each policy runs `--repeats` times; prints the median
 ticks/s, the spread (min-max) and the ratio to encoding alone.
 
-    uv run python scripts/bench/bench_spool.py --ticks 400000 --dir /var/lib/tickpipe
+    uv run python -m tickpipe_bench.spool --ticks 400000 --dir /var/lib/tickpipe
 """
 
 from __future__ import annotations
