@@ -103,9 +103,8 @@ def exported_metric_names() -> set[str]:
     from tickpipe_core import Topology
     from tickpipe_core.metrics import registry_of
     from tickpipe_core.settings import IngestSettings, WorkerSettings
-    from tickpipe_ingestion.metrics import ingest_metrics
+    from tickpipe_ingestion.metrics import IngestStats, ingest_metrics
     from tickpipe_ingestion.publisher import TickPublisher
-    from tickpipe_ingestion.service import IngestStats
     from tickpipe_workers import Worker
     from tickpipe_workers.metrics import worker_metrics
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickpipe_ingestion.publisher import Linger
+from tickpipe_ingestion.linger import Linger
 
 
 def test_at_a_trickle_a_message_goes_at_once() -> None:

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings
 
 from tickpipe_core import get_logger
 from tickpipe_core.health import heartbeat
-from tickpipe_core.settings import load
+from tickpipe_core.settings import env_names, load
 
 if TYPE_CHECKING:
     from tickpipe_ingestion.service import Broker
@@ -33,8 +33,7 @@ def reads(*classes: type[BaseSettings]) -> Callable[[F], F]:
     """Append the environment variables a command reads to its --help."""
     names = ["LOG_LEVEL", "LOG_FORMAT"]
     for cls in classes:
-        prefix = str(cls.model_config.get("env_prefix", ""))
-        names += [(prefix + name).upper() for name in cls.model_fields]
+        names += env_names(cls).values()
 
     def decorate(f: F) -> F:
         f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n\b\nSettings (environment or .env): " + ", ".join(names)

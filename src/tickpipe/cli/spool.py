@@ -40,7 +40,7 @@ def drain() -> None:
     Ingestion does this by itself at every start; use it to empty the spool of a host that will not
     run ingestion again.
     """
-    from tickpipe_ingestion.publisher import drain_spool
+    from tickpipe_ingestion.drain import drain_spool
 
     amqp, settings = load(AmqpSettings), load(IngestSettings)
     left: list[int] = []

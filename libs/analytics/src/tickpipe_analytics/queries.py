@@ -146,3 +146,67 @@ def breadth(conn: psycopg.Connection[Any], instrument_ids: list[int]) -> dict[st
         row = cur.fetchone()
     assert row is not None
     return row
+
+
+# -- the read side's queries (`tickpipe serve`) ------------------------------------------------------
+
+_QUOTE_COLUMNS = (
+    "select i.instrument_id, i.trading_symbol as symbol, i.exchange, l.time, l.ltp, l.volume, l.oi,"
+    " l.change_pct, l.bid_price as bid, l.bid_qty, l.ask_price as ask, l.ask_qty"
+)
+
+
+def latest_quotes(conn: psycopg.Connection[Any], instrument_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """The newest quote of each instrument (a row without a quote where it has none); without ids, the
+    first 500 instruments that have one, by symbol."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        if instrument_ids is None:
+            cur.execute(
+                f"{_QUOTE_COLUMNS} from analytics.latest l join instruments i using (instrument_id)"
+                " order by i.trading_symbol limit 500"
+            )
+        else:
+            cur.execute(
+                f"{_QUOTE_COLUMNS} from instruments i left join analytics.latest l using (instrument_id)"
+                " where i.instrument_id = any(%s) order by i.trading_symbol",
+                (instrument_ids,),
+            )
+        return cur.fetchall()
+
+
+def search_instruments(conn: psycopg.Connection[Any], q: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Active instruments whose symbol starts with `q` or whose name contains it."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select instrument_id, trading_symbol as symbol, exchange, instrument_type, expiry, strike, option_type,"
+            " dhan_segment, dhan_security_id, kite_instrument_token from instruments"
+            " where active and (trading_symbol ilike %s or name ilike %s) order by trading_symbol limit %s",
+            (f"{q}%", f"%{q}%", limit),
+        )
+        return cur.fetchall()
+
+
+def lag(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The server's now, the newest stored quote's exchange and receive times, and the seconds since the first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select now() as now, max(time) as newest_time, max(receive_time) as newest_receive,"
+            " extract(epoch from now() - max(time))::float8 as lag_seconds from latest_quotes"
+        )
+        row = cur.fetchone()
+    assert row is not None  # an aggregate always returns a row
+    return row
+
+
+def stored_ticks(
+    conn: psycopg.Connection[Any], instrument_ids: list[int], since: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    """The stored ticks of the instruments from `since`, in time order, at most `limit`."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select tick_id, source, segment, security_id, time, receive_time, time_source, packet, ltp, volume,"
+            " oi, change_pct, bid_price, bid_qty, ask_price, ask_qty, instrument_id from ticks"
+            " where instrument_id = any(%s) and time >= %s order by time, receive_time limit %s",
+            (instrument_ids, since, limit),
+        )
+        return cur.fetchall()

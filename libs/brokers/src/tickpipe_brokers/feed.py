@@ -86,6 +86,9 @@ class FeedConnection:
         self.ticks = 0  # counted by the broker feed, which decodes
         self.reconnects: Counter[str] = Counter()  # by reason
         self.last_frame = 0.0  # time.monotonic() of the last frame
+        self._attempt = 0  # reconnects since data last flowed: the backoff's exponent
+        self._data_at = 0.0  # time.monotonic() of the last frame that carried ticks (or the session's start)
+        self._got_data = False  # this session has handled a frame
 
     @property
     def connected(self) -> bool:
@@ -103,101 +106,122 @@ class FeedConnection:
 
     async def run(self) -> None:
         """Connect, subscribe and pump frames; reconnect on failures; return on stop()."""
-        attempt = 0
+        self._attempt = 0
         while not self._stopping.is_set():
-            got_data = False
             reason = "stopped"
             frames, ticks = self.frames, self.ticks
             try:
                 # No permessage-deflate: inflating every small binary frame costs ingestion CPU (and the
                 # server as much again to deflate it) to save bandwidth a feed does not lack.
                 async with connect(self.url, max_size=2**22, open_timeout=10, close_timeout=2, compression=None) as ws:
-                    self._ws = ws
-                    self.connects += 1
-                    if self.sessions is not None:
-                        self.sessions.started(self.name)
-                    for message in self.subscribe_messages():
-                        await ws.send(message)
-                    self.log.info("feed_connected", connects=self.connects)
-                    # The watchdog wants data, not just frames: a connection whose subscription failed
-                    # and that only sends heartbeats is as dead as a silent one.
-                    silence = self.watchdog.silence_s
-                    data_at, ticks_then = time.monotonic(), self.ticks
-                    while True:
-                        # One deadline per silence period, not a timeout per frame (arming a timer for every
-                        # frame is work on the hot path): when it passes, data since moves it on; else the watchdog.
-                        deadline = None if silence is None else data_at + silence
-                        try:
-                            async with asyncio.timeout_at(deadline) as period:
-                                while True:
-                                    try:
-                                        frame = await ws.recv()  # cancel-safe: a frame is never half read
-                                    except websockets.exceptions.ConnectionClosed:
-                                        if self._stopping.is_set():
-                                            break  # stop() closed it; every frame before the close is handled
-                                        raise
-                                    self.frames += 1
-                                    self.last_frame = time.monotonic()
-                                    await self.on_frame(frame)
-                                    if not self.frames % _YIELD_EVERY:
-                                        # recv() returns a buffered frame without yielding to the loop: in
-                                        # a burst the reader would have it to itself while the publisher
-                                        # (and the broker's confirms) wait for the socket to run dry.
-                                        await asyncio.sleep(0)
-                                    if self.ticks != ticks_then:
-                                        data_at, ticks_then = self.last_frame, self.ticks
-                                    if not got_data:
-                                        # Data flows again: reset the backoff (only once a frame was
-                                        # handled, so a connection whose one frame is a disconnect
-                                        # packet keeps backing off).
-                                        got_data, attempt = True, 0
-                            break  # closed by stop()
-                        except TimeoutError:
-                            if not period.expired():
-                                raise
-                            if silence is None or time.monotonic() < data_at + silence:
-                                continue  # data came within the period
-                            if not self.watchdog.fires():
-                                data_at = time.monotonic()  # quiet outside market hours is normal
-                                continue
-                            kind = "no_data" if self.last_frame > data_at else "silent"
-                            self.log.warning("feed_silent", seconds=silence, frames_without_data=kind == "no_data")
-                            self.reconnects[kind] += 1
-                            reason = (
-                                f"only heartbeats (no data) for {silence:g} s while the market was open"
-                                if kind == "no_data"
-                                else f"silent for {silence:g} s while the market was open"
-                            )
-                            break
+                    reason = await self._session(ws)
             except FeedAuthError as e:
                 reason = str(e)
                 self.log.error("feed_stopped", reason=reason)
                 raise
             except (OSError, websockets.exceptions.WebSocketException, FeedError) as e:
-                if isinstance(e, websockets.exceptions.InvalidStatus) and e.response.status_code in (401, 403):
-                    # The broker refused the credentials at the handshake; retrying cannot fix that.
-                    error = FeedAuthError(
-                        f"{self.name}: the broker refused the credentials (HTTP {e.response.status_code})"
-                    )
-                    self.log.error("feed_stopped", reason=str(error))
-                    raise error from None
-                if self._stopping.is_set():
+                if self._stopping.is_set() and not _refused_credentials(e):
                     break
-                self.reconnects["broker_disconnect" if isinstance(e, FeedError) else "connection_lost"] += 1
-                reason = redact(f"{type(e).__name__}: {e}")
-                self.log.warning("feed_disconnected", error=reason)
+                reason = self._failure(e)
             finally:
                 if self._ws is not None and self.sessions is not None:
                     self.sessions.ended(self.name, reason, self.frames - frames, self.ticks - ticks)
                 self._ws = None
             if self._stopping.is_set():
                 break
-            delay = max(self.backoff.delay(attempt), self.min_backoff_after())
-            attempt += 1
-            self.log.info("feed_reconnecting", attempt=attempt, delay_s=round(delay, 3))
+            delay = max(self.backoff.delay(self._attempt), self.min_backoff_after())
+            self._attempt += 1
+            self.log.info("feed_reconnecting", attempt=self._attempt, delay_s=round(delay, 3))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
         self.log.info("feed_closed")
+
+    async def _session(self, ws: ClientConnection) -> str:
+        """One connected session: subscribe, then read frames until stop() or the watchdog; why it ended."""
+        self._ws = ws
+        self.connects += 1
+        if self.sessions is not None:
+            self.sessions.started(self.name)
+        for message in self.subscribe_messages():
+            await ws.send(message)
+        self.log.info("feed_connected", connects=self.connects)
+        # The watchdog wants data, not just frames: a connection whose subscription failed and that
+        # only sends heartbeats is as dead as a silent one.
+        silence = self.watchdog.silence_s
+        self._data_at, self._got_data = time.monotonic(), False
+        while True:
+            # One deadline per silence period, not a timeout per frame (arming a timer for every frame
+            # is work on the hot path): when it passes, data since moves it on; else the watchdog.
+            deadline = None if silence is None else self._data_at + silence
+            try:
+                async with asyncio.timeout_at(deadline) as period:
+                    await self._read(ws)
+                return "stopped"  # closed by stop()
+            except TimeoutError:
+                if not period.expired():
+                    raise
+                assert silence is not None  # a period only expires with a deadline
+                verdict = self._silence(silence)
+                if verdict is not None:
+                    return verdict
+
+    async def _read(self, ws: ClientConnection) -> None:
+        """Handle frames until the connection closes on stop(); raises when it closes otherwise."""
+        ticks_then, got_data = self.ticks, self._got_data
+        while True:
+            try:
+                frame = await ws.recv()  # cancel-safe: a frame is never half read
+            except websockets.exceptions.ConnectionClosed:
+                if self._stopping.is_set():
+                    return  # stop() closed it; every frame before the close is handled
+                raise
+            self.frames += 1
+            self.last_frame = time.monotonic()
+            await self.on_frame(frame)
+            if not self.frames % _YIELD_EVERY:
+                # recv() returns a buffered frame without yielding to the loop: in a burst the reader
+                # would have it to itself while the publisher (and the broker's confirms) wait for the
+                # socket to run dry.
+                await asyncio.sleep(0)
+            if self.ticks != ticks_then:
+                self._data_at, ticks_then = self.last_frame, self.ticks
+            if not got_data:
+                # Data flows again: reset the backoff (only once a frame was handled, so a connection
+                # whose one frame is a disconnect packet keeps backing off).
+                got_data = self._got_data = True
+                self._attempt = 0
+
+    def _silence(self, silence: float) -> str | None:
+        """A silence period passed: None to read on (data came since, or the market is closed), else
+        why the connection is given up."""
+        if time.monotonic() < self._data_at + silence:
+            return None  # data came within the period
+        if not self.watchdog.fires():
+            self._data_at = time.monotonic()  # quiet outside market hours is normal
+            return None
+        kind = "no_data" if self.last_frame > self._data_at else "silent"
+        self.log.warning("feed_silent", seconds=silence, frames_without_data=kind == "no_data")
+        self.reconnects[kind] += 1
+        if kind == "no_data":
+            return f"only heartbeats (no data) for {silence:g} s while the market was open"
+        return f"silent for {silence:g} s while the market was open"
+
+    def _failure(self, e: Exception) -> str:
+        """A connection that failed: a FeedAuthError when retrying cannot help, else the reason, counted."""
+        if _refused_credentials(e):
+            assert isinstance(e, websockets.exceptions.InvalidStatus)
+            # The broker refused the credentials at the handshake; retrying cannot fix that.
+            error = FeedAuthError(f"{self.name}: the broker refused the credentials (HTTP {e.response.status_code})")
+            self.log.error("feed_stopped", reason=str(error))
+            raise error from None
+        self.reconnects["broker_disconnect" if isinstance(e, FeedError) else "connection_lost"] += 1
+        reason = redact(f"{type(e).__name__}: {e}")
+        self.log.warning("feed_disconnected", error=reason)
+        return reason
+
+
+def _refused_credentials(e: Exception) -> bool:
+    return isinstance(e, websockets.exceptions.InvalidStatus) and e.response.status_code in (401, 403)
 
 
 class Feed:

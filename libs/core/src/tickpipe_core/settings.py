@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe_core.errors import ConfigError
@@ -145,6 +145,7 @@ class IngestSettings(Settings):
     spool_dir: Path = Field(
         default_factory=lambda: _state_home() / "tickpipe" / "spool",
         description="The durable spool: every tick read stays here until RabbitMQ confirms it (one per ingestion).",
+        json_schema_extra={"default_text": "$XDG_STATE_HOME/tickpipe/spool (~/.local/state/tickpipe/spool)"},
     )
     spool_max_bytes: int = Field(
         4 << 30, ge=1 << 20, description="Most bytes the spool may hold; past it new ticks are lost and counted."
@@ -242,17 +243,32 @@ class LogSettings(Settings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def env_names(cls: type[BaseSettings]) -> dict[str, str]:
+    """Field name -> the environment variable that sets it (the first alias where a field has aliases)."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    names = {}
+    for name, info in cls.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+            names[name] = alias.choices[0].upper()
+        elif isinstance(alias, str):
+            names[name] = alias.upper()
+        else:
+            names[name] = (prefix + name).upper()
+    return names
+
+
 def load(cls: type[S]) -> S:
     """Build settings from the environment, turning validation errors into one ConfigError line."""
     try:
         return cls()
     except ValidationError as e:
-        prefix = str(cls.model_config.get("env_prefix", ""))
+        names = env_names(cls)
         problems = []
         for err in e.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
-            # err["input"] is deliberately left out: it may be a secret.
-            problems.append(f"{(prefix + field).upper()}: {err['msg']}")
+            # err["input"] is deliberately left out: it may be a secret. An aliased field is named by its alias.
+            problems.append(f"{names.get(field, field.upper())}: {err['msg']}")
         raise ConfigError("; ".join(problems)) from None
 
 

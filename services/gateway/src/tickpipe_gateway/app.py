@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose, WebSocketDisconnect
 
+from tickpipe_analytics import queries
 from tickpipe_analytics.queries import match_instruments
 from tickpipe_core import ConfigError, Tick, Topology, get_logger
 from tickpipe_core.settings import ServeSettings
@@ -107,68 +107,56 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topology: Topology) -> Starlette:
-    """The gateway application; its lifespan opens the database pool and the RabbitMQ consumer."""
-    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-        database_url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
-    )
-    symbols = Symbols(pool)
-    hub = Hub(amqp_url, topology, symbols)
+class Gateway:
+    """The read side's state (a database pool, instrument symbols, the live fan-out) and one method per endpoint."""
+
+    def __init__(self, settings: ServeSettings, database_url: str, amqp_url: str, topology: Topology) -> None:
+        self.settings = settings
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            database_url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
+        )
+        self.symbols = Symbols(self.pool)
+        self.hub = Hub(amqp_url, topology, self.symbols)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(pool.open, True, 10)
-        await run_in_threadpool(symbols.load)
-        await hub.start()
-        refresh = asyncio.create_task(_refresh_symbols())
-        log.info("gateway_started", host=settings.host, port=settings.port, auth=settings.token is not None)
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(self.pool.open, True, 10)
+        await run_in_threadpool(self.symbols.load)
+        await self.hub.start()
+        refresh = asyncio.create_task(self._refresh_symbols())
+        log.info(
+            "gateway_started", host=self.settings.host, port=self.settings.port, auth=self.settings.token is not None
+        )
         try:
             yield
         finally:
             await cancel(refresh)
-            await hub.stop()
-            await run_in_threadpool(pool.close)
+            await self.hub.stop()
+            await run_in_threadpool(self.pool.close)
 
-    async def _refresh_symbols() -> None:
+    async def _refresh_symbols(self) -> None:
         while True:
             await asyncio.sleep(30)
             with contextlib.suppress(psycopg.Error):
-                await run_in_threadpool(symbols.load)
+                await run_in_threadpool(self.symbols.load)
 
-    def query(sql: str, params: Any = None) -> list[dict[str, Any]]:
-        with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-
-    def quotes(request: Request) -> Response:
+    def quotes(self, request: Request) -> Response:
         names = request.query_params.get("instruments")
-        columns = (
-            "select i.instrument_id, i.trading_symbol as symbol, i.exchange, l.time, l.ltp, l.volume, l.oi,"
-            " l.change_pct, l.bid_price as bid, l.bid_qty, l.ask_price as ask, l.ask_qty"
-        )
-        if not names:  # every instrument with a quote: the page's default watchlist
-            rows = query(f"{columns} from analytics.latest l join instruments i using (instrument_id)"
-                         " order by i.trading_symbol limit 500")  # fmt: skip
-            return JSONResponse({"quotes": [_jsonable(r) for r in rows], "unknown": []})
-        with pool.connection() as conn:
+        with self.pool.connection() as conn:
+            if not names:  # every instrument with a quote: the page's default watchlist
+                return JSONResponse({"quotes": [_jsonable(r) for r in queries.latest_quotes(conn)], "unknown": []})
             found, unknown = resolve(conn, names.split(","))
-        rows = query(
-            f"{columns} from instruments i left join analytics.latest l using (instrument_id)"
-            " where i.instrument_id = any(%s) order by i.trading_symbol",
-            (list(found),),
-        )
+            rows = queries.latest_quotes(conn, list(found))
         return JSONResponse({"quotes": [_jsonable(r) for r in rows], "unknown": unknown})
 
-    def candles(request: Request) -> Response:
-        from tickpipe_analytics import queries
-
+    def candles(self, request: Request) -> Response:
         params = request.query_params
         try:
             interval = params.get("interval", "1m")
             queries.parse_interval(interval)
             start = datetime.fromisoformat(params["from"]) if "from" in params else None
             end = datetime.fromisoformat(params["to"]) if "to" in params else None
-            with pool.connection() as conn:
+            with self.pool.connection() as conn:
                 inst = queries.resolve_instrument(conn, params.get("instrument", ""))
                 default_start, default_end = queries.default_window(conn, inst.instrument_id)
                 rows = queries.candles(
@@ -181,36 +169,31 @@ def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topolo
              "candles": [_jsonable(r) for r in rows]}
         )  # fmt: skip
 
-    def instruments(request: Request) -> Response:
-        q = request.query_params.get("q", "").strip()
-        rows = query(
-            "select instrument_id, trading_symbol as symbol, exchange, instrument_type, expiry, strike, option_type,"
-            " dhan_segment, dhan_security_id, kite_instrument_token from instruments"
-            " where active and (trading_symbol ilike %s or name ilike %s) order by trading_symbol limit 50",
-            (f"{q}%", f"%{q}%"),
-        )
+    def instruments(self, request: Request) -> Response:
+        with self.pool.connection() as conn:
+            rows = queries.search_instruments(conn, request.query_params.get("q", "").strip())
         return JSONResponse({"instruments": [_jsonable(r) for r in rows]})
 
-    def lag(request: Request) -> Response:
-        (row,) = query("select now() as now, max(time) as newest_time, max(receive_time) as newest_receive"
-                       " from latest_quotes")  # fmt: skip
-        seconds = (row["now"] - row["newest_time"]).total_seconds() if row["newest_time"] else None
-        return JSONResponse({**_jsonable(row), "lag_seconds": seconds})
+    def lag(self, request: Request) -> Response:
+        with self.pool.connection() as conn:
+            row = queries.lag(conn)
+        return JSONResponse(_jsonable(row))
 
-    def health(request: Request) -> Response:
+    def health(self, request: Request) -> Response:
         try:
-            query("select 1")
+            with self.pool.connection() as conn:
+                conn.execute("select 1")
             database = "ok"
         except psycopg.Error as e:
             database = f"error: {type(e).__name__}"
-        ok = database == "ok" and hub.connected
-        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "stream": hub.stats()},
+        ok = database == "ok" and self.hub.connected
+        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "stream": self.hub.stats()},
                             200 if ok else 503)  # fmt: skip
 
-    async def stream(ws: WebSocket) -> None:
+    async def stream(self, ws: WebSocket) -> None:
         await ws.accept()
-        client = Client(ws.send_text, lambda code, reason: ws.close(code, reason), settings.client_queue)
-        hub.add(client)
+        client = Client(ws.send_text, lambda code, reason: ws.close(code, reason), self.settings.client_queue)
+        self.hub.add(client)
         pump = asyncio.create_task(client.pump())
         try:
             while True:
@@ -221,23 +204,23 @@ def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topolo
                 except (ValueError, KeyError) as e:
                     await ws.send_text(json.dumps({"type": "error", "message": f"not understood: {e}"}))
                     continue
-                await _handle(ws, client, message)
+                await self._handle(ws, client, message)
         except WebSocketDisconnect:
             pass
         except RuntimeError:
             pass  # closed by the hub (too slow) while we waited
         finally:
-            hub.remove(client)
+            self.hub.remove(client)
             await cancel(pump)
 
-    async def _handle(ws: WebSocket, client: Client, message: dict[str, Any]) -> None:
+    async def _handle(self, ws: WebSocket, client: Client, message: dict[str, Any]) -> None:
         if "subscribe" in message or "unsubscribe" in message:
             names = message.get("subscribe") or message.get("unsubscribe") or []
-            found, unknown = await run_in_threadpool(_resolve, names)
+            found, unknown = await run_in_threadpool(self._resolve, names)
             if "subscribe" in message:
-                hub.subscribe(client, set(found))
+                self.hub.subscribe(client, set(found))
             else:
-                hub.unsubscribe(client, set(found))
+                self.hub.unsubscribe(client, set(found))
             await ws.send_text(json.dumps({
                 "type": "subscribed" if "subscribe" in message else "unsubscribed",
                 "instruments": [{"instrument_id": i, "symbol": s} for i, s in found.items()],
@@ -245,53 +228,60 @@ def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topolo
             }))  # fmt: skip
         if "since" in message:
             since = _utc(datetime.fromisoformat(str(message["since"])))
-            await _replay(ws, client, since)
+            await self._replay(ws, client, since)
 
-    def _resolve(names: Iterable[str | int]) -> tuple[dict[int, str], list[str]]:
-        with pool.connection() as conn:
+    def _resolve(self, names: Iterable[str | int]) -> tuple[dict[int, str], list[str]]:
+        with self.pool.connection() as conn:
             return resolve(conn, names)
 
-    async def _replay(ws: WebSocket, client: Client, since: datetime | None) -> None:
+    def _replayed(self, instruments: list[int], since: datetime | None) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            return queries.stored_ticks(conn, instruments, since, REPLAY_LIMIT)
+
+    async def _replay(self, ws: WebSocket, client: Client, since: datetime | None) -> None:
         """What the client missed, from the database, before any further live tick; live copies are skipped."""
         async with client.sending:
-            rows = await run_in_threadpool(
-                query,
-                "select tick_id, source, segment, security_id, time, receive_time, time_source, packet, ltp, volume,"
-                " oi, change_pct, bid_price, bid_qty, ask_price, ask_qty, instrument_id from ticks"
-                " where instrument_id = any(%s) and time >= %s order by time, receive_time limit %s",
-                (list(client.instruments), since, REPLAY_LIMIT),
-            )
+            rows = await run_in_threadpool(self._replayed, list(client.instruments), since)
             for r in rows:
                 tick = _row_tick(r)
                 client.skip.add(tick.tick_id)
-                await ws.send_text(tick_message(tick, symbols(tick.instrument_id or 0), replay=True).decode())
+                await ws.send_text(tick_message(tick, self.symbols(tick.instrument_id or 0), replay=True).decode())
             await ws.send_text(json.dumps({"type": "replay_done", "count": len(rows)}))
 
-    def page(request: Request) -> Response:
+    def page(self, request: Request) -> Response:
         return FileResponse(WEB / "index.html")
 
-    def charts_library(request: Request) -> Response:
+    def charts_library(self, request: Request) -> Response:
         if not VENDOR_CHARTS.exists():
             return PlainTextResponse("lightweight-charts is not installed: run scripts/setup.sh (npm ci)", 503)
         return FileResponse(VENDOR_CHARTS, media_type="text/javascript")
 
-    middleware = [Middleware(BearerAuth, token=settings.token.get_secret_value())] if settings.token else []
-    if settings.origins():
-        middleware.append(Middleware(CORSMiddleware, allow_origins=settings.origins(), allow_headers=["Authorization"]))
-    routes = [
-        Route("/", page),
-        Route("/v1/quotes", quotes),
-        Route("/v1/candles", candles),
-        Route("/v1/instruments", instruments),
-        Route("/v1/lag", lag),
-        Route("/v1/health", health),
-        WebSocketRoute("/v1/stream", stream),
-        Route("/static/vendor/lightweight-charts.js", charts_library),
-        Mount("/static", StaticFiles(directory=WEB)),
-    ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-    app.state.hub = hub
-    return app
+    def app(self) -> Starlette:
+        settings = self.settings
+        middleware = [Middleware(BearerAuth, token=settings.token.get_secret_value())] if settings.token else []
+        if settings.origins():
+            middleware.append(
+                Middleware(CORSMiddleware, allow_origins=settings.origins(), allow_headers=["Authorization"])
+            )
+        routes = [
+            Route("/", self.page),
+            Route("/v1/quotes", self.quotes),
+            Route("/v1/candles", self.candles),
+            Route("/v1/instruments", self.instruments),
+            Route("/v1/lag", self.lag),
+            Route("/v1/health", self.health),
+            WebSocketRoute("/v1/stream", self.stream),
+            Route("/static/vendor/lightweight-charts.js", self.charts_library),
+            Mount("/static", StaticFiles(directory=WEB)),
+        ]
+        app = Starlette(routes=routes, middleware=middleware, lifespan=self.lifespan)
+        app.state.hub = self.hub
+        return app
+
+
+def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topology: Topology) -> Starlette:
+    """The gateway application; its lifespan opens the database pool and the RabbitMQ consumer."""
+    return Gateway(settings, database_url, amqp_url, topology).app()
 
 
 def _utc(t: datetime | None) -> datetime | None:

@@ -1,17 +1,50 @@
-"""Ingestion's Prometheus metrics, read from its stages' own counters at scrape time, and its readiness."""
+"""Ingestion's counters in one place (`IngestStats`): its log event, its Prometheus metrics read at
+scrape time, and its readiness."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from tickpipe_brokers.feed import Feed
+from tickpipe_brokers.ticks import TickBuilder
+from tickpipe_core import get_logger
 from tickpipe_core.metrics import counter, gauge, labelled
+from tickpipe_ingestion.instrument_map import InstrumentMap
+from tickpipe_ingestion.publisher import TickPublisher
 
-if TYPE_CHECKING:
-    from tickpipe_ingestion.service import IngestStats
+log = get_logger("ingest")
+
+
+class IngestStats:
+    """Every stage's counters, read in one place: the `ingest_stats` log event and the metrics."""
+
+    def __init__(self, feed: Feed, builder: TickBuilder, publisher: TickPublisher, imap: InstrumentMap | None) -> None:
+        self.feed, self.builder, self.publisher, self.imap = feed, builder, publisher, imap
+
+    def snapshot(self) -> dict[str, int]:
+        """One flat dict: feed and connections, decoder, tick builder, publisher, instrument map."""
+        out = self.feed.stats()
+        out.update(self.feed.decoder.counters)
+        out.update(self.builder.counters)
+        out.update({f"publisher.{k}": v for k, v in self.publisher.counters.items()})
+        out["spool.pending_ticks"] = self.publisher.pending
+        out["spool.bytes"] = self.publisher.spool.bytes
+        out["spool.segments"] = self.publisher.spool.segments
+        if self.imap is not None:
+            out["instruments.known"] = len(self.imap)
+            out["instruments.loads"] = self.imap.loads
+        return out
+
+    async def report_every(self, interval_s: float) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(interval_s)
+                log.info("ingest_stats", **self.snapshot())
 
 
 def ingest_metrics(stats: IngestStats) -> Iterable[Metric]:

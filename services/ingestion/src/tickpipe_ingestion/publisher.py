@@ -36,6 +36,7 @@ from tickpipe_core import (
 )
 from tickpipe_core.settings import IngestSettings, redact_url
 from tickpipe_core.topology import TICKS_ROUTING_KEY
+from tickpipe_ingestion.linger import Linger
 from tickpipe_ingestion.spool import Record, Spool
 
 log = get_logger("publisher")
@@ -302,35 +303,6 @@ class TickPublisher:
         log.info("publisher_closed", **dict(self.counters))
 
 
-class Linger:
-    """How long a partial message waits for more ticks: not at all at a trickle; under load (ticks
-    arriving at LOADED_TICKS_PER_S or more), until its oldest tick is `linger_s` old.
-
-    A message costs the broker, ingestion and a worker far more than a tick does, so under load
-    fewer, fuller messages save CPU at the same receive-to-commit latency (docs/benchmarks.md). At a
-    trickle nothing is saved, so nothing waits.
-    """
-
-    LOADED_TICKS_PER_S = 200.0
-
-    def __init__(self, linger_s: float) -> None:
-        self.linger_s = linger_s
-        self.rate = 0.0  # ticks/s, as the last read found them
-        self._last_read: float | None = None
-
-    def read(self, ticks: int, now: float) -> None:
-        """A round read `ticks` (all that had arrived since the round before)."""
-        if self._last_read is not None:
-            self.rate = ticks / max(now - self._last_read, 1e-3)
-        self._last_read = now
-
-    def wait(self, oldest_at: float, now: float) -> float:
-        """Seconds to wait before reading the next round, whose oldest tick arrived at `oldest_at`."""
-        if self.linger_s <= 0 or self.rate < self.LOADED_TICKS_PER_S:
-            return 0.0
-        return max(0.0, oldest_at + self.linger_s - now)
-
-
 def _messages(records: list[Record], size: int) -> list[list[Record]]:
     """Consecutive records joined into messages of at most `size` ticks (a bigger record goes alone)."""
     out: list[list[Record]] = []
@@ -346,16 +318,3 @@ def _messages(records: list[Record], size: int) -> list[list[Record]]:
 
 def _ticks(messages: list[list[Record]]) -> int:
     return sum(r.ticks for m in messages for r in m)
-
-
-async def drain_spool(amqp_url: str, topology: Topology, settings: IngestSettings, stop: asyncio.Event) -> int:
-    """Publish what the spool holds, without a feed, until it is empty or `stop`; returns ticks left."""
-    publisher = TickPublisher(amqp_url, topology, settings)
-    await publisher.start()
-    try:
-        while publisher.pending and not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.2)
-    finally:
-        await publisher.close()
-    return publisher.pending

@@ -7,7 +7,7 @@ The stages, in the order a frame meets them:
 3. the `TickBuilder` (tickpipe_brokers/ticks.py) turns each packet's fields into a `Tick`: identity, time, our
    instrument (from the `InstrumentMap`), the derived fields;
 4. the `TickPublisher` (publisher.py) batches ticks into confirmed, persistent RabbitMQ messages.
-Each stage counts its own work; `IngestStats` reads them all into one `ingest_stats` event.
+Each stage counts its own work; `IngestStats` (metrics.py) reads them all into one `ingest_stats` event.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from tickpipe_core.settings import (
 )
 from tickpipe_core.topology import ORDERS_ROUTING_KEY
 from tickpipe_ingestion.instrument_map import InstrumentMap
-from tickpipe_ingestion.metrics import ingest_metrics, ingest_readiness
+from tickpipe_ingestion.metrics import IngestStats, ingest_metrics, ingest_readiness
 from tickpipe_ingestion.publisher import TickPublisher
 from tickpipe_ingestion.sessions import SessionLog
 
@@ -171,30 +171,3 @@ async def _until_stopped(feed: Feed, stop: asyncio.Event) -> None:
         feed.stop()
         stop_task.cancel()
         await feed_task
-
-
-class IngestStats:
-    """Every stage's counters, read in one place: the `ingest_stats` log event and the metrics."""
-
-    def __init__(self, feed: Feed, builder: TickBuilder, publisher: TickPublisher, imap: InstrumentMap | None) -> None:
-        self.feed, self.builder, self.publisher, self.imap = feed, builder, publisher, imap
-
-    def snapshot(self) -> dict[str, int]:
-        """One flat dict: feed and connections, decoder, tick builder, publisher, instrument map."""
-        out = self.feed.stats()
-        out.update(self.feed.decoder.counters)
-        out.update(self.builder.counters)
-        out.update({f"publisher.{k}": v for k, v in self.publisher.counters.items()})
-        out["spool.pending_ticks"] = self.publisher.pending
-        out["spool.bytes"] = self.publisher.spool.bytes
-        out["spool.segments"] = self.publisher.spool.segments
-        if self.imap is not None:
-            out["instruments.known"] = len(self.imap)
-            out["instruments.loads"] = self.imap.loads
-        return out
-
-    async def report_every(self, interval_s: float) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                await asyncio.sleep(interval_s)
-                log.info("ingest_stats", **self.snapshot())
