@@ -47,8 +47,8 @@ def _simulated_day(day_start_utc: datetime, minutes: int, seed: int) -> list[Tic
             make_tick(
                 security_id=40000,
                 instrument_id=INSTRUMENT,
-                exchange_ts=t,
-                receive_ts=received,
+                time=t,
+                receive_time=received,
                 ltp=q.ltp,
                 volume=q.volume,
                 atp=q.atp,
@@ -78,7 +78,7 @@ def _write(database_url: str, ticks: list[Tick]) -> None:
 
 
 def _ref(ticks: list[Tick]) -> list[ref.RefTick]:
-    return [ref.RefTick(t.exchange_ts, t.receive_ts, t.ltp, t.volume, t.atp, t.oi) for t in ticks]
+    return [ref.RefTick(t.time, t.receive_time, t.ltp, t.volume, t.atp, t.oi) for t in ticks]
 
 
 def _view(database_url: str, level: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -147,9 +147,9 @@ def test_late_ticks_are_folded_in_by_the_next_refresh_and_a_tick_just_committed_
     for level, width in (("1m", timedelta(minutes=1)), ("5m", timedelta(minutes=5))):
         assert _approx(_view(database_url, level, start, end)) == _approx(ref.candles(_ref(ticks), width)), level
 
-    just_now = make_tick(security_id=40000, instrument_id=INSTRUMENT, exchange_ts=datetime.now(UTC), ltp=123.25)
+    just_now = make_tick(security_id=40000, instrument_id=INSTRUMENT, time=datetime.now(UTC), ltp=123.25)
     _write(database_url, [just_now])
-    minute = ref.bucket(just_now.exchange_ts, timedelta(minutes=1))
+    minute = ref.bucket(just_now.time, timedelta(minutes=1))
     (candle,) = [c for c in _view(database_url, "1m", start, end) if c["time"] == minute]
     assert candle["close"] == 123.25  # no maintain needed: the live tail serves it
 
@@ -158,7 +158,7 @@ def test_tick_bars_and_spread_statistics_match_the_reference(database_url: str) 
     ticks = _simulated_day(datetime(2026, 3, 9, 4, 0, tzinfo=UTC), 5, seed=4)
     _write(database_url, ticks)
     start, end = datetime(2026, 3, 9, 4, 0, tzinfo=UTC), datetime(2026, 3, 9, 4, 5, tzinfo=UTC)
-    ordered = sorted(ticks, key=lambda t: (t.exchange_ts, t.receive_ts))
+    ordered = sorted(ticks, key=lambda t: (t.time, t.receive_time))
     incs = ref.increments(_ref(ordered))
     with psycopg.connect(database_url) as conn:
         bars = conn.execute(
@@ -177,8 +177,7 @@ def test_tick_bars_and_spread_statistics_match_the_reference(database_url: str) 
     imbalances = [t.imbalance for t in ordered if t.imbalance is not None]
     assert len(spreads) == len(imbalances) == len(ordered)  # every simulated tick has a two-sided book
     secs = [
-        ((ordered[i + 1].exchange_ts if i + 1 < len(ordered) else end) - t.exchange_ts).total_seconds()
-        for i, t in enumerate(ordered)
+        ((ordered[i + 1].time if i + 1 < len(ordered) else end) - t.time).total_seconds() for i, t in enumerate(ordered)
     ]
     assert stats is not None
     count, quoted, mean, median, weighted, mean_imb, weighted_imb = stats
@@ -209,7 +208,7 @@ def test_option_chain_and_breadth_from_the_newest_quotes(database_url: str) -> N
     ids = sync_dhan_lines(database_url, lines)
     yesterday, today = datetime(2026, 3, 5, 9, 0, tzinfo=UTC), datetime(2026, 3, 6, 9, 0, tzinfo=UTC)
     rng = random.Random(5)
-    ticks = [make_tick(segment="IDX_I", security_id=13, instrument_id=ids[13], exchange_ts=today, ltp=25070.0,
+    ticks = [make_tick(segment="IDX_I", security_id=13, instrument_id=ids[13], time=today, ltp=25070.0,
                        change_pct=0.4)]  # fmt: skip
     expected = {}
     for (k, side), sid in security_ids.items():
@@ -217,9 +216,9 @@ def test_option_chain_and_breadth_from_the_newest_quotes(database_url: str) -> N
         ltp = float(max(5, 25070 - k) if side == "CE" else max(5, k - 25070)) + 12.5
         change = rng.choice((-1.5, 0.0, 2.0))
         ticks += [
-            make_tick(security_id=sid, instrument_id=ids[sid], exchange_ts=yesterday, oi=prev_oi - 650, ltp=ltp),
-            make_tick(security_id=sid, instrument_id=ids[sid], exchange_ts=yesterday + timedelta(hours=1), oi=prev_oi),
-            make_tick(security_id=sid, instrument_id=ids[sid], exchange_ts=today, oi=oi, ltp=ltp, change_pct=change),
+            make_tick(security_id=sid, instrument_id=ids[sid], time=yesterday, oi=prev_oi - 650, ltp=ltp),
+            make_tick(security_id=sid, instrument_id=ids[sid], time=yesterday + timedelta(hours=1), oi=prev_oi),
+            make_tick(security_id=sid, instrument_id=ids[sid], time=today, oi=oi, ltp=ltp, change_pct=change),
         ]
         expected[k, side] = (ids[sid], ltp, oi, oi - prev_oi, change)
     _write(database_url, ticks)

@@ -50,8 +50,8 @@ def _numbered(count: int, start: datetime, first: int = 0) -> list[Tick]:
         make_tick(
             security_id=1000 + n % 5,
             instrument_id=INSTRUMENT + n % 5,
-            exchange_ts=start + timedelta(seconds=7 * (n - first)),
-            receive_ts=start + timedelta(seconds=7 * (n - first), milliseconds=300),
+            time=start + timedelta(seconds=7 * (n - first)),
+            receive_time=start + timedelta(seconds=7 * (n - first), milliseconds=300),
             ltp=float(n),
             ltq=n,
             volume=10 * n,
@@ -117,8 +117,8 @@ def _recorded_ticks(shift: timedelta) -> list[Tick]:
         ticks.append(
             make_tick(
                 instrument_id=INSTRUMENT,
-                exchange_ts=received.replace(microsecond=0),
-                receive_ts=received,
+                time=received.replace(microsecond=0),
+                receive_time=received,
                 ltp=float(r["ltp"]),
                 ltq=int(r["ltq"]),
                 volume=int(r["volume"]),
@@ -144,7 +144,7 @@ def test_candles_at_every_level_are_the_same_on_both_editions_live_and_materiali
     recorded = _recorded_ticks(timedelta(0))
     # The same session again, ending two minutes ago: inside every refresh policy's window.
     newest = datetime.now(UTC) - timedelta(minutes=2)
-    recent = _recorded_ticks(newest - max(t.receive_ts for t in recorded))
+    recent = _recorded_ticks(newest - max(t.receive_time for t in recorded))
     for url in (apache, community):
         _write(url, recorded + recent)
     live = _candles(apache)
@@ -208,7 +208,7 @@ def _insert_as_any_release_did(database_url: str, ticks: list[Tick]) -> None:
             "insert into ticks (time, tick_id, source, segment, security_id, instrument_id, receive_time,"
             " time_source, packet, ltp, ltq, volume) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
-                (t.exchange_ts, t.tick_id, t.source, t.segment, t.security_id, t.instrument_id, t.receive_ts,
+                (t.time, t.tick_id, t.source, t.segment, t.security_id, t.instrument_id, t.receive_time,
                  t.time_source, t.packet, t.ltp, t.ltq, t.volume)
                 for t in ticks
             ],

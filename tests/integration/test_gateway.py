@@ -50,8 +50,8 @@ def _numbered(instrument_id: int, n: int, start: int = 1, at: datetime | None = 
             segment="NSE_EQ",
             security_id=instrument_id,
             instrument_id=instrument_id,
-            exchange_ts=at + timedelta(milliseconds=i),
-            receive_ts=at + timedelta(milliseconds=i),
+            time=at + timedelta(milliseconds=i),
+            receive_time=at + timedelta(milliseconds=i),
             volume=v,
             ltp=100.0 + v / 100,
         )

@@ -73,7 +73,7 @@ def test_retention_drops_ticks_and_candles_past_their_own_ages_and_nothing_else(
         database_url,
         [
             make_tick(
-                instrument_id=INSTRUMENT, exchange_ts=now - timedelta(days=d), receive_ts=now - timedelta(days=d), ltp=p
+                instrument_id=INSTRUMENT, time=now - timedelta(days=d), receive_time=now - timedelta(days=d), ltp=p
             )
             for d, p in ages.items()
         ],

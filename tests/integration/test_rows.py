@@ -80,9 +80,9 @@ def _shapes() -> list[Tick]:
         make_tick(bid_price=(), bid_qty=(), bid_orders=()),  # no book at all: every array NULL
         make_tick(bid_price=(1.5,), bid_qty=(2**63 - 1,), bid_orders=(2**31 - 1,)),
         make_tick(ask_price=(-0.0,), ask_qty=(-(2**63),), ask_orders=(-(2**31),)),
-        make_tick(ltp=float("inf"), atp=float("-inf"), ltq=0, instrument_id=7, change=-1e-300, packet_ts=None),
-        make_tick(segment="NSE_EQ", packet="ticker", time_source="receive", last_trade_ts=_Y2K),
-        make_tick(exchange_ts=datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), oi=1, oi_day_high=2),
+        make_tick(ltp=float("inf"), atp=float("-inf"), ltq=0, instrument_id=7, change=-1e-300, packet_time=None),
+        make_tick(segment="NSE_EQ", packet="ticker", time_source="receive", last_trade_time=_Y2K),
+        make_tick(time=datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), oi=1, oi_day_high=2),
     ]
 
 
@@ -104,7 +104,7 @@ def test_latest_rows_are_what_postgres_itself_sends_back(database_url: str) -> N
     theirs, values = _server_copy(database_url, "latest_check", like, LATEST_COLUMNS, ours)
     assert theirs == COPY_SIGNATURE + ours + COPY_TRAILER
     assert values == [
-        (t.source, t.segment, t.security_id, t.instrument_id, t.exchange_ts, t.receive_ts, t.tick_id, t.ltp,
+        (t.source, t.segment, t.security_id, t.instrument_id, t.time, t.receive_time, t.tick_id, t.ltp,
          t.volume, t.oi, t.change_pct, t.bid_price[0] if t.bid_price else None, t.bid_qty[0] if t.bid_qty else None,
          t.ask_price[0] if t.ask_price else None, t.ask_qty[0] if t.ask_qty else None)
         for t in ticks

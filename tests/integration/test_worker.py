@@ -59,7 +59,7 @@ def test_a_kite_last_traded_quantity_past_2_31_is_stored_exactly(database_url: s
 
 def test_distinct_ticks_in_the_same_second_are_both_kept(database_url: str) -> None:
     same_second = datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC)
-    ticks = [make_tick(exchange_ts=same_second, ltp=100.0), make_tick(exchange_ts=same_second, ltp=100.05)]
+    ticks = [make_tick(time=same_second, ltp=100.0), make_tick(time=same_second, ltp=100.05)]
 
     async def scenario() -> None:
         writer = TickWriter(database_url)
@@ -213,7 +213,7 @@ def test_latest_quotes_keep_the_newest_tick_even_when_batches_arrive_out_of_orde
     late = datetime(2025, 12, 29, 7, 17, 9, tzinfo=UTC)
 
     def tick(at: datetime, **fields: object) -> Tick:
-        return make_tick(exchange_ts=at, receive_ts=at + timedelta(milliseconds=100), **fields)
+        return make_tick(time=at, receive_time=at + timedelta(milliseconds=100), **fields)
 
     async def scenario() -> None:
         writer = TickWriter(database_url)
@@ -222,13 +222,13 @@ def test_latest_quotes_keep_the_newest_tick_even_when_batches_arrive_out_of_orde
         await writer.write([tick(late, security_id=7, ltp=55.5)])
         # A quote packet (no exchange time: its receive time) received after a full packet whose exchange
         # clock is a second behind ours: the newer quote wins (clocks are never compared across sources).
-        await writer.write([make_tick(security_id=8, exchange_ts=late, receive_ts=late, ltp=1.0)])
+        await writer.write([make_tick(security_id=8, time=late, receive_time=late, ltp=1.0)])
         await writer.write(
             [
                 make_tick(
                     security_id=8,
-                    exchange_ts=late - timedelta(seconds=1),
-                    receive_ts=late + timedelta(milliseconds=5),
+                    time=late - timedelta(seconds=1),
+                    receive_time=late + timedelta(milliseconds=5),
                     ltp=2.0,
                 )
             ]
@@ -253,7 +253,7 @@ def test_batches_of_two_workers_lock_latest_quotes_rows_in_one_order_and_never_d
     after = before + timedelta(seconds=1)
 
     def tick(security_id: int, at: datetime) -> Tick:
-        return make_tick(security_id=security_id, exchange_ts=at, receive_ts=at + timedelta(milliseconds=100))
+        return make_tick(security_id=security_id, time=at, receive_time=at + timedelta(milliseconds=100))
 
     async def scenario() -> None:
         writer = TickWriter(database_url)

@@ -86,7 +86,7 @@ def test_each_instrument_streams_in_its_mode_and_nothing_is_lost() -> None:
             assert (got.volume, got.oi, got.bid_qty, got.ask_orders) == (
                 q.volume, q.oi, tuple(q.bid_qty), tuple(q.ask_orders),
             )  # fmt: skip
-            assert got.exchange_ts.timestamp() == sent.ltt and got.time_source == "exchange"
+            assert got.time.timestamp() == sent.ltt and got.time_source == "exchange"
     assert (
         json.loads(sim.requests[0])
         if isinstance(sim.requests[0], str)

@@ -91,6 +91,6 @@ def test_record_then_replay_reproduces_the_frames_and_ticks(tmp_path: Path) -> N
         server.wait(10)
 
     def essence(t: Tick) -> tuple[object, ...]:
-        return (t.security_id, t.packet, t.exchange_ts, t.ltp, t.volume, t.oi, t.prev_close, t.bid_price)
+        return (t.security_id, t.packet, t.time, t.ltp, t.volume, t.oi, t.prev_close, t.bid_price)
 
     assert [essence(t) for t in ticks] == [essence(t) for t in expected]

@@ -25,7 +25,7 @@ def test_ids_travel_as_bytes_and_text_ids_from_earlier_releases_still_decode() -
 
 def test_times_come_back_timezone_aware() -> None:
     (tick,) = decode_batch(encode_batch([make_tick()]))
-    assert tick.exchange_ts.tzinfo is not None and tick.receive_ts.tzinfo is not None
+    assert tick.time.tzinfo is not None and tick.receive_time.tzinfo is not None
 
 
 def test_unknown_version_is_rejected_with_the_reason() -> None:

@@ -86,11 +86,11 @@ def test_every_field_matches_the_official_sdk_on_random_packets(code: int) -> No
         )
         ltt = struct.unpack_from("<I", packet, 12 if code == wire.TICKER else 14)[0]
         if ltt == 0:
-            assert t.last_trade_ts is None and t.time_source == "receive"
+            assert t.last_trade_time is None and t.time_source == "receive"
         else:
-            assert t.last_trade_ts is not None and _hms(t.last_trade_ts) == expected["LTT"]
+            assert t.last_trade_time is not None and _hms(t.last_trade_time) == expected["LTT"]
             # `time` is the last-trade time unless it is implausibly far from the receive time.
-            assert t.exchange_ts == (t.last_trade_ts if t.time_source == "exchange" else RECEIVED)
+            assert t.time == (t.last_trade_time if t.time_source == "exchange" else RECEIVED)
         if code == wire.TICKER:
             continue
         assert (t.ltq, _p(t.atp or 0), t.volume, t.total_sell_qty, t.total_buy_qty) == (

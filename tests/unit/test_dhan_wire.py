@@ -52,7 +52,7 @@ def test_ltt_is_india_wall_clock_and_stored_as_true_utc() -> None:
     ist_as_epoch = int(datetime(2025, 12, 29, 12, 47, 2, tzinfo=UTC).timestamp())  # 12:47:02 IST
     received = datetime(2025, 12, 29, 7, 17, 3, tzinfo=UTC)
     (tick,) = DhanDecoder().decode(full_packet(ltt=ist_as_epoch), received).ticks
-    assert tick.last_trade_ts == tick.exchange_ts == datetime(2025, 12, 29, 7, 17, 2, tzinfo=UTC)
+    assert tick.last_trade_time == tick.time == datetime(2025, 12, 29, 7, 17, 2, tzinfo=UTC)
     assert tick.time_source == "exchange"
 
 
@@ -61,14 +61,14 @@ def test_a_last_trade_time_far_from_the_receive_time_keeps_the_receive_time() ->
     decoder = DhanDecoder()
     for ltt in (1, 2**31 + 12345, int(RECEIVED.timestamp()) + 19800 + 3600):  # 1970, 2038, an hour ahead
         (tick,) = decoder.decode(full_packet(ltt=ltt), RECEIVED).ticks
-        assert (tick.exchange_ts, tick.time_source) == (RECEIVED, "receive")
-        assert tick.last_trade_ts == datetime.fromtimestamp(ltt - 19800, UTC)  # still kept as sent
+        assert (tick.time, tick.time_source) == (RECEIVED, "receive")
+        assert tick.last_trade_time == datetime.fromtimestamp(ltt - 19800, UTC)  # still kept as sent
     assert decoder.builder.counters["ticks.insane_time"] == 3
 
 
 def test_packet_without_trade_time_uses_receive_time_and_says_so() -> None:
     (tick,) = DhanDecoder().decode(full_packet(ltt=0), RECEIVED).ticks
-    assert (tick.exchange_ts, tick.time_source) == (RECEIVED, "receive")
+    assert (tick.time, tick.time_source) == (RECEIVED, "receive")
 
 
 def test_prev_close_and_oi_packets_update_later_ticks() -> None:

@@ -38,7 +38,7 @@ def test_random_and_damaged_message_bodies_raise_decode_error_or_decode_whole() 
         except DecodeError:  # the worker dead-letters the message with this reason
             errors += 1
             continue
-        assert all(t.receive_ts.tzinfo is not None for t in ticks)  # whatever decodes is a valid tick
+        assert all(t.receive_time.tzinfo is not None for t in ticks)  # whatever decodes is a valid tick
     assert errors > 100_000
 
 

@@ -73,7 +73,7 @@ def _compare(t: Tick, s: dict[str, Any], length: int) -> None:
     assert t.change_pct == (s["change"] if ohlc["close"] > 0 else None)
     if length in (wire.INDEX_QUOTE, wire.INDEX_FULL):
         if length == wire.INDEX_FULL:
-            assert _same_instant(t.packet_ts, s["exchange_timestamp"])
+            assert _same_instant(t.packet_time, s["exchange_timestamp"])
         return
     assert (t.ltq, t.atp, t.volume, t.total_buy_qty, t.total_sell_qty) == (
         s["last_traded_quantity"], s["average_traded_price"], s["volume_traded"],
@@ -81,8 +81,8 @@ def _compare(t: Tick, s: dict[str, Any], length: int) -> None:
     )  # fmt: skip
     if length == wire.FULL:
         assert (t.oi, t.oi_day_high, t.oi_day_low) == (s["oi"], s["oi_day_high"], s["oi_day_low"])
-        assert _same_instant(t.last_trade_ts, s["last_trade_time"])
-        assert _same_instant(t.packet_ts, s["exchange_timestamp"])
+        assert _same_instant(t.last_trade_time, s["last_trade_time"])
+        assert _same_instant(t.packet_time, s["exchange_timestamp"])
         buy, sell = s["depth"]["buy"], s["depth"]["sell"]
         assert list(zip(t.bid_qty, t.bid_price, t.bid_orders, strict=True)) == [
             (d["quantity"], d["price"], d["orders"]) for d in buy

@@ -40,8 +40,8 @@ def test_js_sdk_quote_frame() -> None:
 
 def test_js_sdk_full_frame() -> None:
     (tick,) = KiteDecoder().decode((PACKETS / "kiteconnectjs__fullMode_binary.packet").read_bytes(), NOW)
-    assert tick.last_trade_ts == datetime.fromtimestamp(1655375264, UTC)
-    assert tick.packet_ts is not None and tick.packet_ts >= tick.last_trade_ts  # the exchange's snapshot time
+    assert tick.last_trade_time == datetime.fromtimestamp(1655375264, UTC)
+    assert tick.packet_time is not None and tick.packet_time >= tick.last_trade_time  # the exchange's snapshot time
     assert (tick.bid_qty[0], tick.bid_price[0], tick.bid_orders[0]) == (5617, 392.95, 30)
     assert tick.bid_qty[1:] == (0, 0, 0, 0) and tick.ask_qty == (0,) * 5
     assert tick.spread is None and tick.imbalance is None  # an empty ask side is not a quote
@@ -64,8 +64,8 @@ def test_zerodha_mock_packets_match_zerodhas_expected_values(name: str) -> None:
         # The mocks' change is absolute, as ours is (the Python SDK's is a percentage). The quote
         # mock repeats the full mock's 5.9, which its own prices contradict (1573.15 - 1567.8).
         assert tick.change == pytest.approx(expected["change"])
-        assert tick.last_trade_ts == datetime.fromisoformat(expected["last_trade_time"])
-        assert tick.packet_ts == datetime.fromisoformat(expected["timestamp"])
+        assert tick.last_trade_time == datetime.fromisoformat(expected["last_trade_time"])
+        assert tick.packet_time == datetime.fromisoformat(expected["timestamp"])
         assert [(p, q, o) for p, q, o in zip(tick.bid_price, tick.bid_qty, tick.bid_orders, strict=True)] == [
             (lvl["price"], lvl["quantity"], lvl["orders"]) for lvl in expected["depth"]["buy"]
         ]

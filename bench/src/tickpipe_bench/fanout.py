@@ -102,7 +102,7 @@ def clients_main(port: int, subscriptions: list[list[int]], per_instrument: int,
 def _tick(iid: int, n: int) -> Tick:
     now = datetime.now(UTC)
     return Tick(
-        tick_id=new_tick_id(), source="dhan", segment="NSE_EQ", security_id=iid, exchange_ts=now, receive_ts=now,
+        tick_id=new_tick_id(), source="dhan", segment="NSE_EQ", security_id=iid, time=now, receive_time=now,
         time_source="receive", packet="full", ltp=100.0 + n / 100, volume=n, instrument_id=iid,
         bid_price=(99.9,), bid_qty=(10,), ask_price=(100.1,), ask_qty=(12,),
     )  # fmt: skip
@@ -149,7 +149,7 @@ async def baseline(amqp_url: str, topology: Topology, ids: list[int], rate: floa
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             now = time.time()
-            latencies.extend(now - t.receive_ts.timestamp() for t in decode_batch(message.body)[::4])
+            latencies.extend(now - t.receive_time.timestamp() for t in decode_batch(message.body)[::4])
 
         await queue.consume(on_message, no_ack=True)
         await publish(amqp_url, topology, ids, rate, seconds)

@@ -3,9 +3,10 @@
 Broker decoders (`dhan/parse.py`, `kite/parse.py`) know their wire layouts and nothing of our
 tick beyond the raw fields they hand over here. The builder adds what is ours: the tick's identity,
 which clock its `time` comes from (with a sanity check against the receive time), our instrument
-id (and the unknown-instrument policy), and the derived fields. It runs once per tick, so it
-builds the `Tick` by position; `_FIELDS` spells that order out and is checked against `Tick` at
-import, so adding a field to `Tick` without updating the builder fails loudly, not silently.
+id (and the unknown-instrument policy), and the derived fields. Decoders call `build` by keyword
+(resolved when the decoders are compiled, so it costs nothing). It runs once per tick, so it builds
+the `Tick` by position, in the one call below; tests/unit/test_tick_builder.py gives every field a
+value of its own and checks that each lands in its place.
 """
 
 from __future__ import annotations
@@ -27,18 +28,6 @@ log = get_logger("ticks")
 # capture is old by design. Two minutes ahead covers clock skew between exchange and host.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(minutes=2)
-
-# Tick's fields in the order `build` passes them; checked against Tick below.
-_FIELDS = (
-    "tick_id", "source", "segment", "security_id", "exchange_ts", "receive_ts", "time_source", "packet",
-    "ltp", "ltq", "atp", "volume", "total_buy_qty", "total_sell_qty", "oi", "oi_day_high", "oi_day_low",
-    "open", "high", "low", "close", "prev_close",
-    "bid_price", "bid_qty", "bid_orders", "ask_price", "ask_qty", "ask_orders",
-    "instrument_id", "change", "change_pct", "spread", "spread_bps", "mid", "micro_price", "imbalance",
-    "book_imbalance", "last_trade_ts", "packet_ts",
-)  # fmt: skip
-if Tick.__struct_fields__ != _FIELDS:
-    raise ImportError("TickBuilder.build passes Tick's fields by position: update _FIELDS and build() together")
 
 
 class InstrumentLookup(Protocol):
@@ -69,20 +58,20 @@ class TickBuilder:
         self._content_id = content_ids(source.encode())
         self._receive_ts = self._latest_sane = EARLIEST  # the last receive time and its MAX_AHEAD bound
 
-    def _sane_until(self, receive_ts: datetime) -> datetime:
-        """The latest sane exchange time for ticks received at `receive_ts` (a frame's ticks share it)."""
-        self._receive_ts, self._latest_sane = receive_ts, receive_ts + MAX_AHEAD
+    def _sane_until(self, receive_time: datetime) -> datetime:
+        """The latest sane exchange time for ticks received at `receive_time` (a frame's ticks share it)."""
+        self._receive_ts, self._latest_sane = receive_time, receive_time + MAX_AHEAD
         return self._latest_sane
 
     def _time(
-        self, receive_ts: datetime, last_trade_ts: datetime | None, packet_ts: datetime | None
+        self, receive_time: datetime, last_trade_time: datetime | None, packet_time: datetime | None
     ) -> tuple[datetime, Literal["exchange", "receive"]]:
         """The exchange's packet time, else the last-trade time, else the receive time; sane ones only."""
-        if packet_ts is None and last_trade_ts is None:
-            return receive_ts, "receive"
-        for candidate in (packet_ts, last_trade_ts):
+        if packet_time is None and last_trade_time is None:
+            return receive_time, "receive"
+        for candidate in (packet_time, last_trade_time):
             if candidate is not None:
-                if EARLIEST <= candidate <= receive_ts + MAX_AHEAD:
+                if EARLIEST <= candidate <= receive_time + MAX_AHEAD:
                     return candidate, "exchange"
                 self.counters["ticks.insane_time"] += 1
                 if self.counters["ticks.insane_time"] <= 20:
@@ -90,19 +79,20 @@ class TickBuilder:
                         "insane_exchange_time",
                         source=self.source,
                         exchange_time=candidate.isoformat(),
-                        receive_time=receive_ts.isoformat(),
+                        receive_time=receive_time.isoformat(),
                     )
-        return receive_ts, "receive"
+        return receive_time, "receive"
 
     def build(
         self,
+        *,
         segment: str,
         security_id: int,
-        receive_ts: datetime,
-        last_trade_ts: datetime | None,
-        packet_ts: datetime | None,
+        receive_time: datetime,
         packet: str,
         ltp: float,
+        last_trade_time: datetime | None = None,
+        packet_time: datetime | None = None,
         ltq: int | None = None,
         atp: float | None = None,
         volume: int | None = None,
@@ -140,18 +130,18 @@ class TickBuilder:
         counters["ticks"] += 1
         # The exchange's own time where it has one and it is sane (the common case, checked here);
         # `_time` sorts out the rest: no time, an insane one, a fallback to the last-trade time.
-        candidate = last_trade_ts if packet_ts is None else packet_ts
+        candidate = last_trade_time if packet_time is None else packet_time
         time_source: Literal["exchange", "receive"]
         if candidate is None:
-            exchange_ts, time_source = receive_ts, "receive"
+            when, time_source = receive_time, "receive"
         elif (
             EARLIEST
             <= candidate
-            <= (self._latest_sane if receive_ts is self._receive_ts else self._sane_until(receive_ts))
+            <= (self._latest_sane if receive_time is self._receive_ts else self._sane_until(receive_time))
         ):
-            exchange_ts, time_source = candidate, "exchange"
+            when, time_source = candidate, "exchange"
         else:
-            exchange_ts, time_source = self._time(receive_ts, last_trade_ts, packet_ts)
+            when, time_source = self._time(receive_time, last_trade_time, packet_time)
         # The packet's own bytes identify it where it has a time of its own; else a fresh id.
         tick_id = self._content_id(raw) if raw is not None and candidate is not None else new_tick_id()
         # Positional arguments only: a starred call (`*derived_values(...)`) about doubles Tick's construction.
@@ -159,10 +149,10 @@ class TickBuilder:
             ltp, prev_close, bid_price, bid_qty, ask_price, ask_qty, total_buy_qty, total_sell_qty
         )
         return Tick(
-            tick_id, self.source, segment, security_id, exchange_ts, receive_ts, time_source, packet,
+            tick_id, self.source, segment, security_id, when, receive_time, time_source, packet,
             ltp, ltq, atp, volume, total_buy_qty, total_sell_qty, oi, oi_day_high, oi_day_low,
             open_, high, low, close, prev_close,
             bid_price, bid_qty, bid_orders, ask_price, ask_qty, ask_orders,
             instrument_id, change, change_pct, spread, spread_bps, mid, micro_price, imbalance, book_imbalance,
-            last_trade_ts, packet_ts,
+            last_trade_time, packet_time,
         )  # fmt: skip

@@ -3,7 +3,8 @@
 A worker encodes each tick of a batch into its `ticks` row (a binary COPY tuple, in `COLUMNS`
 order) and hands the batch's rows to `COPY ticks FROM STDIN (FORMAT binary)` as one buffer:
 psycopg's per-field adapters cost several times more. `encode_row` runs once per tick, so it spells
-each field out instead of looping over a table.
+each field out instead of looping over the table in tick.py; a test checks it against psycopg's own
+encoding of every column type, field by field.
 """
 
 from __future__ import annotations
@@ -15,59 +16,15 @@ from typing import Any
 
 from msgspec.structs import astuple
 
-from tickpipe_core.tick import Tick
+from tickpipe_core.tick import Tick, pg_types
 
-# Tick field -> (column, PostgreSQL type), in Tick's field order: a row is the tick's fields in order.
-COLUMN_OF_FIELD: dict[str, tuple[str, str]] = {
-    "tick_id": ("tick_id", "uuid"),
-    "source": ("source", "text"),
-    "segment": ("segment", "text"),
-    "security_id": ("security_id", "int8"),
-    "exchange_ts": ("time", "timestamptz"),
-    "receive_ts": ("receive_time", "timestamptz"),
-    "time_source": ("time_source", "text"),
-    "packet": ("packet", "text"),
-    "ltp": ("ltp", "float8"),
-    "ltq": ("ltq", "int8"),
-    "atp": ("atp", "float8"),
-    "volume": ("volume", "int8"),
-    "total_buy_qty": ("total_buy_qty", "int8"),
-    "total_sell_qty": ("total_sell_qty", "int8"),
-    "oi": ("oi", "int8"),
-    "oi_day_high": ("oi_day_high", "int8"),
-    "oi_day_low": ("oi_day_low", "int8"),
-    "open": ("open", "float8"),
-    "high": ("high", "float8"),
-    "low": ("low", "float8"),
-    "close": ("close", "float8"),
-    "prev_close": ("prev_close", "float8"),
-    "bid_price": ("bid_price", "float8[]"),
-    "bid_qty": ("bid_qty", "int8[]"),
-    "bid_orders": ("bid_orders", "int4[]"),
-    "ask_price": ("ask_price", "float8[]"),
-    "ask_qty": ("ask_qty", "int8[]"),
-    "ask_orders": ("ask_orders", "int4[]"),
-    "instrument_id": ("instrument_id", "int8"),
-    "change": ("change", "float8"),
-    "change_pct": ("change_pct", "float8"),
-    "spread": ("spread", "float8"),
-    "spread_bps": ("spread_bps", "float8"),
-    "mid": ("mid", "float8"),
-    "micro_price": ("micro_price", "float8"),
-    "imbalance": ("imbalance", "float8"),
-    "book_imbalance": ("book_imbalance", "float8"),
-    "last_trade_ts": ("last_trade_time", "timestamptz"),
-    "packet_ts": ("packet_time", "timestamptz"),
-}
-if tuple(COLUMN_OF_FIELD) != Tick.__struct_fields__:
-    raise ImportError("rows.COLUMN_OF_FIELD must list Tick's fields in Tick's order (and encode_row with it)")
-FIELDS = tuple(COLUMN_OF_FIELD)
-COLUMNS = tuple(c for c, _ in COLUMN_OF_FIELD.values())
-TYPES = tuple(t for _, t in COLUMN_OF_FIELD.values())
+# A row is the tick's fields in order, each in the column of the same name (tick.py: the one table).
+COLUMNS: tuple[str, ...] = Tick.__struct_fields__
+TYPES = tuple(pg_types().values())
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # the binary COPY header: signature, flags, extension
 COPY_TRAILER = b"\xff\xff"
-_ROW_HEAD = struct.pack(">h", len(FIELDS))
+_ROW_HEAD = struct.pack(">h", len(COLUMNS))
 _NULL = b"\xff\xff\xff\xff"
 _I8 = struct.Struct(">iq").pack
 _F8 = struct.Struct(">id").pack
@@ -140,14 +97,14 @@ def _depth(bp: tuple[float, ...], bq: tuple[int, ...], bo: tuple[int, ...],
 def encode_row(t: Tick) -> bytes:
     """The tick as one binary COPY tuple of `COLUMNS`. Raises struct.error (or OverflowError) for an
     integer its column cannot hold; the caller isolates that tick."""
-    (tick_id, source, segment, security_id, exchange_ts, receive_ts, time_source, packet, ltp, ltq, atp,
+    (tick_id, source, segment, security_id, at, received, time_source, packet, ltp, ltq, atp,
      volume, tbq, tsq, oi, oi_high, oi_low, open_, high, low, close, prev_close, bp, bq, bo, ap, aq, ao,
      instrument_id, change, change_pct, spread, spread_bps, mid, micro, imbalance, book_imbalance,
-     last_trade_ts, packet_ts) = astuple(t)  # fmt: skip
+     last_trade, packet_at) = astuple(t)  # fmt: skip
     n = _NULL
     return b"".join((
         _ROW_HEAD, _UUID(16, tick_id.bytes), _text(source), _text(segment), _I8(8, security_id),
-        _time(exchange_ts), _time(receive_ts), _text(time_source), _text(packet), _F8(8, ltp),
+        _time(at), _time(received), _text(time_source), _text(packet), _F8(8, ltp),
         n if ltq is None else _I8(8, ltq), n if atp is None else _F8(8, atp),
         n if volume is None else _I8(8, volume), n if tbq is None else _I8(8, tbq),
         n if tsq is None else _I8(8, tsq), n if oi is None else _I8(8, oi),
@@ -161,7 +118,7 @@ def encode_row(t: Tick) -> bytes:
         n if spread is None else _F8(8, spread), n if spread_bps is None else _F8(8, spread_bps),
         n if mid is None else _F8(8, mid), n if micro is None else _F8(8, micro),
         n if imbalance is None else _F8(8, imbalance), n if book_imbalance is None else _F8(8, book_imbalance),
-        n if last_trade_ts is None else _time(last_trade_ts), n if packet_ts is None else _time(packet_ts),
+        n if last_trade is None else _time(last_trade), n if packet_at is None else _time(packet_at),
     ))  # fmt: skip
 
 
@@ -179,7 +136,7 @@ def encode_latest_row(t: Tick) -> bytes:
     n = _NULL
     return b"".join((
         _LATEST_HEAD, _text(t.source), _text(t.segment), _I8(8, t.security_id),
-        n if t.instrument_id is None else _I8(8, t.instrument_id), _time(t.exchange_ts), _time(t.receive_ts),
+        n if t.instrument_id is None else _I8(8, t.instrument_id), _time(t.time), _time(t.receive_time),
         _UUID(16, t.tick_id.bytes), _F8(8, t.ltp), n if t.volume is None else _I8(8, t.volume),
         n if t.oi is None else _I8(8, t.oi), n if t.change_pct is None else _F8(8, t.change_pct),
         _F8(8, t.bid_price[0]) if t.bid_price else n, _I8(8, t.bid_qty[0]) if t.bid_qty else n,

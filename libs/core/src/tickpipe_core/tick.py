@@ -6,14 +6,25 @@ import functools
 import hashlib
 import itertools
 import os
+import typing
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
 
 TimeSource = Literal["exchange", "receive"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """Beside a Tick field's type: its column's PostgreSQL type, where the Python type does not say it."""
+
+    pg_type: str
+
+
 # Decoding rejects a naive datetime: every time in tickpipe is timezone-aware.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -23,10 +34,13 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One tick as every stage after decoding sees it.
 
-    Field order is the queue wire format (array-like msgpack): append new fields at the end, with
-    defaults, so that older messages still decode. Times are always timezone-aware UTC. Build it
-    with keywords; only `tickpipe_brokers.ticks.TickBuilder`, on the hot path, passes every field
-    by position.
+    This class is the one table of a tick's fields: each field is the column of `ticks` of the same
+    name, and its PostgreSQL type follows from its Python type (`pg_types`), or from a `Column` beside
+    it where that differs. The COPY column list and the row encoder (`tickpipe_core.rows`) are read
+    from here. Field order is the queue wire format (array-like msgpack): append new fields at the
+    end, with defaults, so that older messages still decode. Times are always timezone-aware UTC.
+    Build it with keywords; only `tickpipe_brokers.ticks.TickBuilder`, on the hot path, passes every
+    field by position.
     """
 
     tick_id: uuid.UUID
@@ -38,13 +52,13 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """The broker's exchange segment name, e.g. NSE_FNO."""
     security_id: int
     """The broker's instrument id (Dhan security id, Kite instrument token)."""
-    exchange_ts: AwareDatetime
-    """When it happened (the row's `time`): the exchange's packet time where the packet has one, else the
-    last-trade time, else (none, or one far from the receive time) the receive time."""
-    receive_ts: AwareDatetime
+    time: AwareDatetime
+    """When it happened: the exchange's packet time where the packet has one, else the last-trade
+    time, else (none, or one far from the receive time) the receive time."""
+    receive_time: AwareDatetime
     """When our socket read the frame."""
     time_source: TimeSource
-    """Which clock `exchange_ts` came from."""
+    """Which clock `time` came from."""
     packet: str
     """The broker packet kind it was decoded from (full, quote, ticker, ...)."""
     ltp: float
@@ -63,10 +77,10 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
     prev_close: float | None = None
     bid_price: tuple[float, ...] = ()
     bid_qty: tuple[int, ...] = ()
-    bid_orders: tuple[int, ...] = ()
+    bid_orders: Annotated[tuple[int, ...], Column("int4[]")] = ()
     ask_price: tuple[float, ...] = ()
     ask_qty: tuple[int, ...] = ()
-    ask_orders: tuple[int, ...] = ()
+    ask_orders: Annotated[tuple[int, ...], Column("int4[]")] = ()
     # Enrichment, filled in by the ingestion service; None where an input is missing.
     instrument_id: int | None = None
     change: float | None = None
@@ -78,10 +92,34 @@ class Tick(msgspec.Struct, frozen=True, array_like=True, gc=False):
     imbalance: float | None = None
     book_imbalance: float | None = None
     # Both exchange clocks as sent, where the packet has them (added after schema 1's first fields).
-    last_trade_ts: AwareDatetime | None = None
+    last_trade_time: AwareDatetime | None = None
     """The last trade's time (Dhan quote/full/ticker, Kite full)."""
-    packet_ts: AwareDatetime | None = None
+    packet_time: AwareDatetime | None = None
     """The exchange's timestamp of this snapshot (Kite full and index full)."""
+
+
+_PG_TYPE_OF = {uuid.UUID: "uuid", str: "text", int: "int8", float: "float8", datetime: "timestamptz"}
+
+
+def pg_types() -> dict[str, str]:
+    """Each Tick field -> the PostgreSQL type of its column in `ticks`, in field order."""
+    out = {}
+    for name, hint in typing.get_type_hints(Tick, include_extras=True).items():
+        column = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Column)), None)
+        if column is not None:
+            out[name] = column.pg_type
+            continue
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+        args = [a for a in typing.get_args(base) if a is not type(None) and a is not Ellipsis]
+        if typing.get_origin(base) is tuple:  # a depth side: an array of its element's type
+            out[name] = _PG_TYPE_OF[args[0]] + "[]"
+        elif typing.get_origin(base) is Literal:
+            out[name] = "text"
+        else:
+            inner = args[0] if args else base  # X | None
+            inner = typing.get_args(inner)[0] if typing.get_origin(inner) is Annotated else inner
+            out[name] = _PG_TYPE_OF[inner]
+    return {name: out[name] for name in Tick.__struct_fields__}
 
 
 def _fresh_sequence() -> Iterator[int]:

@@ -65,8 +65,8 @@ def tick_message(t: Tick, symbol: str | None, replay: bool = False) -> bytes:
         TickMessage(
             instrument_id=t.instrument_id or 0,
             symbol=symbol,
-            time=t.exchange_ts,
-            receive_time=t.receive_ts,
+            time=t.time,
+            receive_time=t.receive_time,
             ltp=t.ltp,
             volume=t.volume,
             oi=t.oi,

@@ -41,7 +41,7 @@ from tickpipe_core import (
     is_retryable,
 )
 from tickpipe_core.metrics import MetricsServer, registry_of
-from tickpipe_core.rows import FIELDS, TYPES
+from tickpipe_core.rows import COLUMNS, TYPES
 from tickpipe_core.settings import MetricsSettings, WorkerSettings, redact_url
 from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers.checks import unstorable
@@ -245,9 +245,9 @@ class Worker:
                     await asyncio.wait_for(stop.wait(), delay)
         latency = time.perf_counter() - started
         self.commit_seconds.observe(latency)
-        self._latency_interval.record_batch(t.receive_ts for t in ticks[::SAMPLE_EVERY])
+        self._latency_interval.record_batch(t.receive_time for t in ticks[::SAMPLE_EVERY])
         if ticks:
-            self.newest_exchange_ts = max(self.newest_exchange_ts, max(t.exchange_ts for t in ticks).timestamp())
+            self.newest_exchange_ts = max(self.newest_exchange_ts, max(t.time for t in ticks).timestamp())
         await self._ack(batch)
         self.counters["batches"] += 1
         self.counters["messages"] += len(batch)
@@ -262,7 +262,7 @@ class Worker:
         Ticks whose values do not fit their columns are found by inspection; if PostgreSQL still
         refuses the rest, they are halved until the refused ones stand alone.
         """
-        bad = [(t, reason) for t in ticks if (reason := unstorable(t, FIELDS, TYPES))]
+        bad = [(t, reason) for t in ticks if (reason := unstorable(t, COLUMNS, TYPES))]
         if not bad:
             bad = await self._bisect(ticks)
         if not bad:  # nothing isolated: the failure was not in the data after all; retry it as it is

@@ -38,7 +38,7 @@ class DeadLetter:
         if self.ticks:
             out["ticks"] = len(self.ticks)
             out["instruments"] = sorted({f"{t.segment}:{t.security_id}" for t in self.ticks})[:5]
-            out["first_time"] = min(t.exchange_ts for t in self.ticks).isoformat()
+            out["first_time"] = min(t.time for t in self.ticks).isoformat()
         return out
 
 

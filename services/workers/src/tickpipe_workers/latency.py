@@ -1,7 +1,7 @@
 """Receive-to-commit latency as a mergeable histogram: measured by the worker, needing no server setting.
 
 After a batch commits, the worker records how long ago each (sampled) tick was read from the broker's
-socket (`receive_ts`, the same machine's clock when ingestion and workers share a host). Buckets are
+socket (`receive_time`, the same machine's clock when ingestion and workers share a host). Buckets are
 fixed, so histograms of several workers or intervals add up exactly.
 """
 

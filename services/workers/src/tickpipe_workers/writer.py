@@ -69,7 +69,7 @@ def latest_ticks(ticks: Sequence[Tick]) -> list[Tick]:
     for t in ticks:
         key = (t.source, t.segment, t.security_id)
         seen = latest.get(key)
-        if seen is None or (t.receive_ts, t.exchange_ts) >= (seen.receive_ts, seen.exchange_ts):
+        if seen is None or (t.receive_time, t.time) >= (seen.receive_time, seen.time):
             latest[key] = t
     return list(latest.values())
 

@@ -36,7 +36,7 @@ class KiteDecoder:
         }
         self._handlers = {length: (handler, f"packets.{length}") for length, handler in handlers.items()}
 
-    def decode(self, frame: bytes, receive_ts: datetime) -> list[Tick]:
+    def decode(self, frame: bytes, receive_time: datetime) -> list[Tick]:
         """Every packet of a binary frame; a heartbeat gives none. Bad packets are counted, never raised."""
         if len(frame) == 1:
             self.counters["heartbeats"] += 1
@@ -52,20 +52,22 @@ class KiteDecoder:
                 self._bad(f"unknown packet length {length}", frame[offset : offset + length], offset)
                 continue
             handler, key = entry
-            handler(frame, offset, length, receive_ts, out)
+            handler(frame, offset, length, receive_time, out)
             counters[key] += 1
         return out
 
     # Wire fields in, TickBuilder.build out.
 
-    def _ltp(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
+    def _ltp(self, frame: bytes, offset: int, length: int, receive_time: datetime, out: list[Tick]) -> None:
         token, last = wire.LTP_PACKET.unpack_from(frame, offset)
         segment, d = wire.segment_and_divisor(token)
-        tick = self.builder.build(segment, token, receive_ts, None, None, "ltp", last / d)
+        tick = self.builder.build(
+            segment=segment, security_id=token, receive_time=receive_time, packet="ltp", ltp=last / d
+        )
         if tick is not None:
             out.append(tick)
 
-    def _index(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
+    def _index(self, frame: bytes, offset: int, length: int, receive_time: datetime, out: list[Tick]) -> None:
         if length == wire.INDEX_FULL:
             token, last, high, low, open_, close, _change, ts = wire.INDEX_FULL_PACKET.unpack_from(frame, offset)
         else:
@@ -74,28 +76,27 @@ class KiteDecoder:
         segment, d = wire.segment_and_divisor(token)
         prev = close / d
         tick = self.builder.build(
-            segment, token, receive_ts, None, self._packet_time(ts),
-            "index_full" if length == wire.INDEX_FULL else "index_quote",
-            last / d, None, None, None, None, None, None, None, None,
-            open_ / d, high / d, low / d, prev, prev,
+            segment=segment, security_id=token, receive_time=receive_time, packet_time=self._packet_time(ts),
+            packet="index_full" if length == wire.INDEX_FULL else "index_quote",
+            ltp=last / d, open_=open_ / d, high=high / d, low=low / d, close=prev, prev_close=prev,
             raw=frame[offset : offset + length],
         )  # fmt: skip
         if tick is not None:
             out.append(tick)
 
-    def _quote(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
+    def _quote(self, frame: bytes, offset: int, length: int, receive_time: datetime, out: list[Tick]) -> None:
         token, last, qty, avg, volume, buy, sell, open_, high, low, close = wire.QUOTE_PACKET.unpack_from(frame, offset)
         segment, d = wire.segment_and_divisor(token)
         prev = close / d
         tick = self.builder.build(
-            segment, token, receive_ts, None, None, "quote",
-            last / d, qty, avg / d, volume, buy, sell, None, None, None,
-            open_ / d, high / d, low / d, prev, prev,
+            segment=segment, security_id=token, receive_time=receive_time, packet="quote",
+            ltp=last / d, ltq=qty, atp=avg / d, volume=volume, total_buy_qty=buy, total_sell_qty=sell,
+            open_=open_ / d, high=high / d, low=low / d, close=prev, prev_close=prev,
         )  # fmt: skip
         if tick is not None:
             out.append(tick)
 
-    def _full(self, frame: bytes, offset: int, length: int, receive_ts: datetime, out: list[Tick]) -> None:
+    def _full(self, frame: bytes, offset: int, length: int, receive_time: datetime, out: list[Tick]) -> None:
         v = wire.FULL_PACKET.unpack_from(frame, offset)
         token, last, qty, avg, volume, buy, sell, open_, high, low, close, ltt, oi, oi_high, oi_low, ts = v[:16]
         depth = v[16:]
@@ -104,13 +105,14 @@ class KiteDecoder:
         price = d.__rtruediv__  # price(p) is p / d, bit for bit, without a Python frame per level
         # Depth entries are (quantity, price, orders): 5 buy levels, then 5 sell levels.
         tick = self.builder.build(
-            segment, token, receive_ts,
-            self._trade_time(ltt), self._packet_time(ts), "full",
-            last / d, qty, avg / d, volume, buy, sell, oi, oi_high, oi_low,
-            open_ / d, high / d, low / d, prev, prev,
-            tuple(map(price, depth[1:15:3])), depth[0:15:3], depth[2:15:3],
-            tuple(map(price, depth[16:30:3])), depth[15:30:3], depth[17:30:3],
-            frame[offset : offset + wire.FULL],
+            segment=segment, security_id=token, receive_time=receive_time,
+            last_trade_time=self._trade_time(ltt), packet_time=self._packet_time(ts), packet="full",
+            ltp=last / d, ltq=qty, atp=avg / d, volume=volume, total_buy_qty=buy, total_sell_qty=sell,
+            oi=oi, oi_day_high=oi_high, oi_day_low=oi_low,
+            open_=open_ / d, high=high / d, low=low / d, close=prev, prev_close=prev,
+            bid_price=tuple(map(price, depth[1:15:3])), bid_qty=depth[0:15:3], bid_orders=depth[2:15:3],
+            ask_price=tuple(map(price, depth[16:30:3])), ask_qty=depth[15:30:3], ask_orders=depth[17:30:3],
+            raw=frame[offset : offset + wire.FULL],
         )  # fmt: skip
         if tick is not None:
             out.append(tick)
