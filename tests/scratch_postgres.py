@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.helpers import unavailable
+from tests.helpers import free_port, unavailable
 
 BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -49,9 +48,7 @@ class ScratchPostgres:
         self.base = Path(tempfile.mkdtemp(prefix="tickpipe-scratch-pg-"))
         self.data = self.base / "data"
         self.sockets = self.base
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         secret = f":{password}" if password else ""
         self.server_url = f"postgresql://postgres{secret}@127.0.0.1:{self.port}/postgres"
         self.url = f"postgresql://postgres{secret}@127.0.0.1:{self.port}/tickpipe"

@@ -40,13 +40,11 @@ from tickpipe_core import (
     get_logger,
     is_retryable,
 )
-from tickpipe_core.metrics import MetricsServer, registry_of
 from tickpipe_core.rows import COLUMNS, TYPES
-from tickpipe_core.settings import MetricsSettings, WorkerSettings, redact_url
+from tickpipe_core.settings import WorkerSettings, redact_url
 from tickpipe_core.topology import DEAD_REASON_HEADER
 from tickpipe_workers.checks import unstorable
 from tickpipe_workers.latency import SAMPLE_EVERY, LatencyHistogram
-from tickpipe_workers.metrics import worker_metrics, worker_readiness
 from tickpipe_workers.writer import TickWriter
 
 SUMMARY_INTERVAL_S = 10.0
@@ -374,29 +372,3 @@ def _deliveries(message: AbstractIncomingMessage) -> int:
 def _tick_count(message: AbstractIncomingMessage) -> int:
     count = (message.headers or {}).get("x-tick-count")
     return count if isinstance(count, int) else 1
-
-
-async def run_workers(
-    count: int,
-    db_url: str,
-    amqp_url: str,
-    topology: Topology,
-    settings: WorkerSettings,
-    stop: asyncio.Event,
-    metrics: MetricsSettings | None = None,
-) -> None:
-    """Run `count` workers as tasks of this process until `stop` is set (serving METRICS_PORT if set)."""
-    commit_seconds = Histogram("tickpipe_commit_seconds", "Batch commit time.", registry=None)
-    workers = [Worker(i, db_url, amqp_url, topology, settings, commit_seconds) for i in range(count)]
-    server = None
-    if metrics is not None and metrics.metrics_port:
-        registry = registry_of(lambda: worker_metrics(workers, commit_seconds))
-        server = MetricsServer(registry, lambda: worker_readiness(workers), metrics.metrics_host, metrics.metrics_port)
-        await server.start()
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for w in workers:
-                tg.create_task(w.run(stop))
-    finally:
-        if server is not None:
-            await server.stop()
