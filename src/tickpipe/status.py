@@ -198,7 +198,14 @@ def _spool(directory: Path) -> dict[str, Any] | None:
     if not directory.exists():
         return None
     found = inspect(directory)
-    return {"dir": str(directory), "ticks": found.ticks, "bytes": found.bytes, "torn": found.torn}
+    return {
+        "dir": str(directory),
+        "ticks": found.ticks,
+        "bytes": found.bytes,
+        "torn": found.torn,
+        "damaged_bytes": found.skipped_bytes,
+        "quarantined": found.quarantined,
+    }
 
 
 def render(status: dict[str, Any]) -> str:
@@ -240,7 +247,8 @@ def render(status: dict[str, Any]) -> str:
             lines.append(f"  {name:<28} {shown}")
     spool = status["spool"]
     if spool is not None:
-        torn = f", {spool['torn']} torn" if spool["torn"] else ""
+        torn = f", {spool['torn']} damaged" if spool["torn"] else ""
+        torn += f", {spool['quarantined']} file(s) in quarantine" if spool["quarantined"] else ""
         lines.append(f"  spool    {spool['ticks']:,} ticks unconfirmed, {spool['bytes'] / 2**20:,.1f} MiB{torn}")
     if "error" not in db:
         lines.append("")

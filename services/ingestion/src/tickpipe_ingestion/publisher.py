@@ -88,6 +88,9 @@ class TickPublisher:
         recovered = self.spool.open()
         self.counters["spool_recovered_ticks"] += recovered.ticks
         self.counters["spool_torn_records"] += recovered.torn
+        self.counters["spool_skipped_bytes"] += recovered.skipped_bytes
+        self.counters["spool_lost_ticks_estimate"] += recovered.lost_ticks
+        self.counters["spool_quarantined_segments"] += recovered.quarantined
         self._tasks = [
             asyncio.create_task(self._connect(), name="publisher-connect"),
             asyncio.create_task(self._flush_loop(), name="publisher-flush"),

@@ -8,9 +8,14 @@ what is left, in order, before any newer tick, and the workers' dedup on tick_id
 published before the crash and again after it.
 
 On disk: `INGEST_SPOOL_DIR/<sequence>.spool` segments, each a magic header and then records of
-`length u32 | crc32 u32 | ticks u32 | payload`. A record cut short by a crash (or a disk that filled
-up mid-write) is found by its length and checksum when the spool is opened, counted, logged and cut
-off; it never stops a start. The directory is locked (flock), so two ingestions cannot share one.
+`marker | length u32 | crc32 u32 | ticks u32 | payload`, the checksum over the length, the tick count
+and the payload. Opening the spool checks every unconfirmed record. A damaged one (a record cut short
+by a crash, a flipped byte, a damaged file header) is skipped, and reading resumes at the next
+marker that starts a whole record, so one bad byte costs one record, not the rest of the file. What
+was skipped is counted in records, bytes and (estimated) ticks and logged; the damaged file is moved
+to `quarantine/` (never deleted), and the good records go on in a rewritten segment. Segments of the
+first format (no markers) are read the same way and rewritten. The directory is locked (flock), so
+two ingestions cannot share one.
 
 Durability against a crash of the process comes from the page cache (a write() that returned is in
 the kernel); against a crash of the machine, from fsync, as INGEST_SPOOL_FSYNC says: `interval`
@@ -36,10 +41,16 @@ log = get_logger("spool")
 
 FsyncPolicy = Literal["interval", "segment", "never"]
 
-MAGIC = b"TPSPOOL1"
-_RECORD = struct.Struct("<III")  # payload length, crc32 of the payload, ticks in it
+MAGIC = b"TPSPOOL2"
+_MAGIC_V1 = b"TPSPOOL1"  # the first format: records without a marker, the checksum over the payload only
+_MARKER = b"\xd7TPR"  # starts every record: where reading resumes after damage
+_RECORD = struct.Struct("<4sIII")  # marker, payload length, crc32 of (length, ticks, payload), ticks
+_RECORD_V1 = struct.Struct("<III")  # payload length, crc32 of the payload, ticks
+_LENGTH_TICKS = struct.Struct("<II")
+_MAX_PAYLOAD = 256 << 20  # no record is larger: a length beyond it is damage
 _SUFFIX = ".spool"
 _READ_CHUNK = 1 << 20
+QUARANTINE = "quarantine"
 
 
 # Named tuples, not dataclasses: the publisher reads one Record (and two Positions) per frame.
@@ -67,13 +78,19 @@ class _Segment:
 
 @dataclass(frozen=True)
 class Recovery:
-    """What opening the spool found from an earlier run."""
+    """What opening the spool found from an earlier run: the good records, and what was skipped."""
 
     segments: int
     records: int
     ticks: int
     torn: int
+    """Damaged records skipped (a record cut short, a bad checksum, a damaged file header)."""
     bytes: int = 0
+    skipped_bytes: int = 0
+    lost_ticks: int = 0
+    """Ticks in the skipped records: their own count where a header survived, else estimated by size."""
+    quarantined: int = 0
+    """Segment files that held damage, moved to quarantine/ (by this open; `inspect` counts them all)."""
 
 
 class Spool:
@@ -120,25 +137,63 @@ class Spool:
                 f"INGEST_SPOOL_DIR {self.directory} is in use by another ingestion; give each ingestion its own"
             ) from None
         self._confirmed = _read_mark(self.directory)
-        records = ticks = torn = 0
+        records = ticks = torn = skipped = lost = quarantined = 0
         for path, skip in _unconfirmed(self.directory, self._confirmed):
-            good, n_records, n_ticks, n_torn = _scan(path, repair=True, skip_before=skip)
-            records, ticks, torn = records + n_records, ticks + n_ticks, torn + n_torn
-            if n_records == 0:
-                path.unlink()
+            data = path.read_bytes()
+            scan = _scan(data, skip)
+            if scan.spans:
+                quarantined += self._quarantine(path, scan)
+                torn, skipped, lost = torn + scan.damaged, skipped + scan.skipped_bytes, lost + scan.lost_ticks
+            if scan.spans or not data.startswith(MAGIC):
+                # The good unconfirmed records, in a segment of the current format under the same name.
+                _rewrite(path, data, scan)
+                if int(path.stem) == self._confirmed.segment:
+                    self._confirmed = Position(self._confirmed.segment, len(MAGIC))
+                    self.write_mark()
+                skip = len(MAGIC)
+            records, ticks = records + len(scan.records), ticks + scan.ticks
+            if not scan.records:
+                path.unlink(missing_ok=True)
                 continue
-            self._segments.append(_Segment(int(path.stem), path, good, sealed=True))
-            self.bytes += good
+            size = path.stat().st_size
+            self._segments.append(_Segment(int(path.stem), path, size, sealed=True))
+            self.bytes += size
             if len(self._segments) == 1:
                 self._cursor = Position(int(path.stem), skip)
         self.unread_ticks = self.pending_ticks = ticks
-        found = Recovery(len(self._segments), records, ticks, torn, self.bytes)
+        found = Recovery(len(self._segments), records, ticks, torn, self.bytes, skipped, lost, quarantined)
         if self._segments:
             log.info("spool_recovered", directory=str(self.directory), **found.__dict__)
-        if torn:
-            log.error("spool_torn_records", directory=str(self.directory), torn=torn)
+        if skipped:
+            log.error(
+                "spool_damaged_records_skipped",
+                directory=str(self.directory),
+                records=torn,
+                bytes=skipped,
+                ticks_estimate=lost,
+                quarantined=quarantined,
+            )
         self._roll()
         return found
+
+    def _quarantine(self, path: Path, scan: _Scanned) -> int:
+        """Keep a damaged segment as it was, in quarantine/ (the good records go on from a rewritten copy)."""
+        target = self.directory / QUARANTINE / path.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            n = 1
+            while target.exists():
+                target, n = target.with_name(f"{path.name}.{n}"), n + 1
+            target.write_bytes(path.read_bytes())
+        except OSError as e:
+            log.error("spool_quarantine_failed", path=str(path), error=e.strerror)
+            return 0
+        for start, end, ticks in scan.spans:
+            log.error(
+                "spool_damage", path=str(path), offset=start, bytes=end - start, ticks_estimate=ticks,
+                quarantined=str(target),
+            )  # fmt: skip
+        return 1
 
     def close(self) -> None:
         """Sync what is written, delete what is confirmed, release the directory."""
@@ -168,7 +223,7 @@ class Spool:
         if full and not self._roll():
             return False
         segment = self._segments[-1]
-        record = _RECORD.pack(len(payload), zlib.crc32(payload), ticks) + payload
+        record = _record(payload, ticks)
         try:
             written = os.write(self._fd, record)
             if written != len(record):
@@ -276,7 +331,7 @@ class Spool:
             chunk = os.pread(fd, min(_READ_CHUNK, segment.size - offset), offset)
             view, at = memoryview(chunk), 0
             while at + _RECORD.size <= len(chunk) and ticks < max_ticks and size < max_bytes:
-                length, _crc, count = _RECORD.unpack_from(view, at)
+                _marker, length, _crc, count = _RECORD.unpack_from(view, at)
                 end = at + _RECORD.size + length
                 if end > len(chunk):
                     if at == 0:  # one record larger than a chunk
@@ -346,13 +401,21 @@ class Spool:
 
 
 def inspect(directory: Path) -> Recovery:
-    """What a spool directory holds unconfirmed, read without changing it (ingestion may be running on it)."""
-    segments = records = ticks = torn = size = 0
-    for path, skip in _unconfirmed(directory, _read_mark(directory)):
-        good, n_records, n_ticks, n_torn = _scan(path, repair=False, skip_before=skip)
+    """What a spool directory holds unconfirmed, and what of it is damaged, read without changing it
+    (ingestion may be running on it); `quarantined` counts every file in quarantine/."""
+    segments = records = ticks = torn = size = skipped = lost = 0
+    for path, skip in _unconfirmed(directory, _read_mark(directory), delete=False):
+        scan = _scan(path.read_bytes(), skip)
         segments += 1
-        records, ticks, torn, size = records + n_records, ticks + n_ticks, torn + n_torn, size + good
-    return Recovery(segments, records, ticks, torn, size)
+        records, ticks, size = records + len(scan.records), ticks + scan.ticks, size + path.stat().st_size
+        torn, skipped, lost = torn + scan.damaged, skipped + scan.skipped_bytes, lost + scan.lost_ticks
+    return Recovery(segments, records, ticks, torn, size, skipped, lost, len(quarantined(directory)))
+
+
+def quarantined(directory: Path) -> list[Path]:
+    """The segment files that held damage, kept as they were."""
+    folder = directory / QUARANTINE
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
 _MARK = "confirmed"
@@ -366,42 +429,137 @@ def _read_mark(directory: Path) -> Position:
     return Position(segment, offset)
 
 
-def _unconfirmed(directory: Path, mark: Position) -> list[tuple[Path, int]]:
+def _unconfirmed(directory: Path, mark: Position, delete: bool = True) -> list[tuple[Path, int]]:
     """Segment files from the mark on, each with where its unconfirmed records start.
 
-    A segment wholly before the mark was confirmed (a crash came before its deletion): deleted here.
+    A segment wholly before the mark was confirmed (a crash came before its deletion): deleted here,
+    unless only looking.
     """
     out = []
     for path in sorted(directory.glob(f"*{_SUFFIX}")):
         seq = int(path.stem)
         if seq < mark.segment:
-            path.unlink(missing_ok=True)
+            if delete:
+                path.unlink(missing_ok=True)
             continue
         out.append((path, max(len(MAGIC), mark.offset if seq == mark.segment else 0)))
     return out
 
 
-def _scan(path: Path, repair: bool, skip_before: int = 0) -> tuple[int, int, int, int]:
-    """Check one segment: (good bytes, records and ticks from `skip_before` on, torn records).
+def _record(payload: bytes, ticks: int) -> bytes:
+    """One record of the current format."""
+    crc = zlib.crc32(payload, zlib.crc32(_LENGTH_TICKS.pack(len(payload), ticks)))
+    return _RECORD.pack(_MARKER, len(payload), crc, ticks) + payload
 
-    With `repair`, a torn record (and whatever follows it) is cut off the file.
+
+def _whole(data: bytes, at: int, v1: bool) -> tuple[int, int] | None:
+    """(end, ticks) of the whole record at `at`, or None: cut short, a bad marker or checksum."""
+    head = _RECORD_V1 if v1 else _RECORD
+    if at + head.size > len(data):
+        return None
+    if v1:
+        length, crc, ticks = _RECORD_V1.unpack_from(data, at)
+    else:
+        marker, length, crc, ticks = _RECORD.unpack_from(data, at)
+        if marker != _MARKER:
+            return None
+    end = at + head.size + length
+    if length > _MAX_PAYLOAD or end > len(data):
+        return None
+    payload = memoryview(data)[at + head.size : end]
+    expected = zlib.crc32(payload) if v1 else zlib.crc32(payload, zlib.crc32(_LENGTH_TICKS.pack(length, ticks)))
+    return (end, ticks) if crc == expected else None
+
+
+def _next_record(data: bytes, at: int, v1: bool) -> int:
+    """Where the next whole record starts after damage at `at` (the end of the data if none does).
+
+    The current format finds candidates by their marker; the first format has none, so every offset is
+    tried (its checksum tells a real record from chance).
     """
-    data = path.read_bytes()
-    if not data.startswith(MAGIC):
-        log.error("spool_segment_unreadable", path=str(path), size=len(data))
-        return 0, 0, 0, 1 if data else 0
-    at, records, ticks = len(MAGIC), 0, 0
-    while at + _RECORD.size <= len(data):
-        length, crc, count = _RECORD.unpack_from(data, at)
-        end = at + _RECORD.size + length
-        if end > len(data) or zlib.crc32(data[at + _RECORD.size : end]) != crc:
-            break
-        if at >= skip_before:
-            records, ticks = records + 1, ticks + count
-        at = end
-    torn = 1 if at < len(data) else 0
-    if torn and repair:
-        log.error("spool_record_torn", path=str(path), offset=at, cut_bytes=len(data) - at)
-        with open(path, "r+b") as f:
-            f.truncate(at)
-    return at, records, ticks, torn
+    position = at + 1
+    while position < len(data):
+        if not v1:
+            position = data.find(_MARKER, position)
+            if position < 0:
+                return len(data)
+        if _whole(data, position, v1) is not None:
+            return position
+        position += 1
+    return len(data)
+
+
+@dataclass
+class _Scanned:
+    """One segment's records from the confirmed mark on, and the damaged spans among them."""
+
+    v1: bool
+    records: list[tuple[int, int, int]]  # (start, end, ticks) of each whole unconfirmed record
+    spans: list[tuple[int, int, int]]  # (start, end, ticks estimate) of each unreadable stretch
+    damaged: int = 0  # records in the spans: those their markers say started there, at least one a span
+    skipped_bytes: int = 0
+    lost_ticks: int = 0
+
+    @property
+    def ticks(self) -> int:
+        return sum(t for _, _, t in self.records)
+
+
+def _scan(data: bytes, skip_before: int = 0) -> _Scanned:
+    """Every whole record of a segment and every damaged stretch between them, from `skip_before` on.
+
+    A damaged file header is a damaged stretch too: the format is then told by its records.
+    """
+    if data.startswith(MAGIC) or data.startswith(_MAGIC_V1):
+        v1, at, spans = data.startswith(_MAGIC_V1), len(MAGIC), []
+    else:  # the header itself is damaged (or the file is empty)
+        v1 = _MARKER not in data[len(MAGIC) :]
+        at = _next_record(data, len(MAGIC) - 1, v1) if len(data) > len(MAGIC) else len(data)
+        spans = [(0, at)] if data else []
+    records: list[tuple[int, int, int]] = []
+    while at < len(data):
+        whole = _whole(data, at, v1)
+        if whole is not None:
+            records.append((at, whole[0], whole[1]))
+            at = whole[0]
+            continue
+        following = _next_record(data, at, v1)
+        spans.append((at, following))
+        at = following
+    scanned = _Scanned(v1, [r for r in records if r[0] >= skip_before], [])
+    good_ticks, good_bytes = sum(r[2] for r in records), sum(r[1] - r[0] for r in records)
+    for start, end in spans:
+        if end <= skip_before and start >= len(MAGIC):
+            continue  # damage in records already confirmed: nothing of it is lost
+        ticks = _ticks_in(data, start, end, v1, good_bytes / good_ticks if good_ticks else 0.0)
+        scanned.spans.append((start, end, ticks))
+        if start > 0 or end > len(MAGIC):  # more than the file header: records were lost
+            scanned.damaged += 1 if v1 else max(1, data.count(_MARKER, start, end))
+        scanned.skipped_bytes += end - start
+        scanned.lost_ticks += ticks
+    return scanned
+
+
+def _ticks_in(data: bytes, start: int, end: int, v1: bool, bytes_per_tick: float) -> int:
+    """The ticks a damaged stretch held: its record's own count where the header looks intact (only the
+    payload is damaged), else its size over the segment's bytes per tick."""
+    head = _RECORD_V1 if v1 else _RECORD
+    if start >= len(MAGIC) and start + head.size <= end:
+        fields = head.unpack_from(data, start)
+        length, ticks = (fields[0], fields[2]) if v1 else (fields[1], fields[3])
+        if (v1 or fields[0] == _MARKER) and start + head.size + length == end and 0 < ticks <= length:
+            return int(ticks)
+    if bytes_per_tick <= 0 or (start == 0 and end <= len(MAGIC)):
+        return 0
+    return max(1, round((end - start) / bytes_per_tick))
+
+
+def _rewrite(path: Path, data: bytes, scan: _Scanned) -> None:
+    """Replace a segment with its whole unconfirmed records, in the current format (atomically)."""
+    head = _RECORD_V1.size if scan.v1 else _RECORD.size
+    body = [
+        _record(data[start + head : end], ticks) if scan.v1 else data[start:end] for start, end, ticks in scan.records
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(MAGIC + b"".join(body))
+    os.replace(tmp, path)
