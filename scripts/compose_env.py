@@ -4,7 +4,8 @@ Writes deploy/secrets/ (ignored by git, mode 0700): one file per password (the P
 each service's database user, each service's RabbitMQ user, Grafana's admin) and
 rabbitmq-definitions.json (deploy/rabbitmq/definitions.json with each user's password hash). Compose
 hands each service only its own files, as *_FILE. Existing passwords are kept: run it again safely.
-It also copies .env.example to .env (the broker settings to fill in) when there is none.
+It also copies .env.example to .env (the broker settings to fill in) when there is none, with a random
+SERVE_TOKEN for the read side, and prints the page's address with it.
 
     python3 scripts/compose_env.py
 """
@@ -69,7 +70,13 @@ def main() -> None:
     make(ROOT / "deploy" / "secrets")
     env = ROOT / ".env"
     if not env.exists():
-        env.write_text((ROOT / ".env.example").read_text())
+        token = secrets.token_urlsafe(24)
+        env.write_text(
+            (ROOT / ".env.example").read_text()
+            + f"\n# Made by compose_env.py: the read side's token.\nSERVE_TOKEN={token}\n"
+        )
+        env.chmod(0o600)
+        print(f"the page, once up: http://127.0.0.1:8000/?token={token}", file=sys.stderr)
     print(f"secrets in deploy/secrets/ (kept out of git); broker settings in {env}", file=sys.stderr)
 
 

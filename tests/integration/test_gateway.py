@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -326,3 +327,145 @@ def test_two_gateway_processes_side_by_side_each_stream_every_tick(
         assert [m["volume"] for m in got_a] == [m["volume"] for m in got_b] == list(range(1, 301))
 
     asyncio.run(scenario())
+
+
+async def _request(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    def fetch() -> tuple[int, bytes, dict[str, str]]:
+        request = urllib.request.Request(url, method=method, headers=headers or {})  # noqa: S310 - loopback
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - our own loopback server
+                return r.status, r.read(), {k.lower(): v for k, v in r.headers.items()}
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), {k.lower(): v for k, v in e.headers.items()}
+
+    return await asyncio.to_thread(fetch)
+
+
+def test_an_empty_token_is_no_auth_and_says_so(database_url: str, amqp_url: str, topology: Topology) -> None:
+    async def scenario() -> None:
+        async with _gateway(database_url, amqp_url, topology, token=SecretStr("")) as host:
+            status, health, _ = await _get(f"http://{host}/v1/health")
+            assert (status, health["auth"]) == (200, "none")
+        async with _gateway(database_url, amqp_url, topology, token=SecretStr("t")) as host:
+            status, health, _ = await _get(f"http://{host}/v1/health", token="t")
+            assert (status, health["auth"]) == (200, "token")
+
+    asyncio.run(scenario())
+
+
+def test_a_token_with_reserved_characters_works_in_the_query_string(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    token = "a&b=c d/+%"
+
+    async def scenario() -> None:
+        async with _gateway(database_url, amqp_url, topology, token=SecretStr(token)) as host:
+            status, _, _ = await _get(f"http://{host}/v1/health?token={urllib.parse.quote(token, safe='')}")
+            assert status == 200
+            status, _, _ = await _get(f"http://{host}/v1/health?token=a")
+            assert status == 401
+
+    asyncio.run(scenario())
+
+
+def test_cors_preflight_passes_without_the_token_and_other_origins_get_no_cors(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    allowed = "http://dashboard.test:8080"
+
+    async def scenario() -> None:
+        async with _gateway(database_url, amqp_url, topology, token=SecretStr("t"), cors_origins=allowed) as host:
+            preflight = {"Origin": allowed, "Access-Control-Request-Method": "GET",
+                         "Access-Control-Request-Headers": "authorization"}  # fmt: skip
+            status, _, headers = await _request(f"http://{host}/v1/quotes", "OPTIONS", preflight)
+            assert status == 200 and headers["access-control-allow-origin"] == allowed
+            status, _, headers = await _request(
+                f"http://{host}/v1/health", headers={"Origin": allowed, "Authorization": "Bearer t"}
+            )
+            assert status == 200 and headers["access-control-allow-origin"] == allowed
+            status, _, headers = await _request(
+                f"http://{host}/v1/health", headers={"Origin": "https://evil.example", "Authorization": "Bearer t"}
+            )
+            assert "access-control-allow-origin" not in headers  # the browser keeps the answer from that page
+
+    asyncio.run(scenario())
+
+
+def test_the_stream_refuses_a_foreign_origin_and_accepts_its_own_and_allowed_ones(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    async def scenario() -> None:
+        async with _gateway(database_url, amqp_url, topology, cors_origins="http://dashboard.test") as host:
+            with pytest.raises(Exception, match="403|4403"):
+                async with connect(f"ws://{host}/v1/stream", origin="https://evil.example") as ws:  # type: ignore[arg-type]
+                    await ws.recv()
+            for origin in (f"http://{host}", "http://dashboard.test"):
+                async with connect(f"ws://{host}/v1/stream", origin=origin) as ws:  # type: ignore[arg-type]
+                    await ws.send(json.dumps({"subscribe": ["ALPHA"]}))
+                    assert json.loads(await ws.recv())["type"] == "subscribed"
+
+    asyncio.run(scenario())
+
+
+def test_every_answer_carries_the_security_headers_and_probes_need_no_token(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    async def scenario() -> None:
+        async with _gateway(database_url, amqp_url, topology, token=SecretStr("t")) as host:
+            for path in ("/", "/v1/health", "/static/app.js"):
+                _, _, headers = await _request(f"http://{host}{path}?token=t")
+                assert headers["x-content-type-options"] == "nosniff", path
+                assert headers["x-frame-options"] == "DENY", path
+                assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+            assert (await _request(f"http://{host}/healthz"))[0] == 200
+            status, body, _ = await _request(f"http://{host}/readyz")
+            assert (status, body) == (200, b"ready")
+
+    asyncio.run(scenario())
+
+
+def test_hostile_inputs_get_a_clear_400_or_error_message_never_a_500_or_a_dropped_socket(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    _instruments(database_url)
+
+    async def scenario() -> None:
+        async with _gateway(database_url, amqp_url, topology, max_candles=1000) as host:
+            for path in (
+                "/v1/quotes?instruments=AL%00PHA",
+                "/v1/instruments?q=%00",
+                "/v1/candles?instrument=ALPHA&interval=999999999d",
+                "/v1/candles?instrument=ALPHA&interval=99999999999999999999d",
+                "/v1/candles?instrument=ALPHA&interval=2s&from=2006-01-01&to=2026-01-01",
+            ):
+                status, body, _ = await _request(f"http://{host}{path}")
+                assert status == 400 and json.loads(body)["error"], (path, status, body[:200])
+            status, body, _ = await _request(
+                f"http://{host}/v1/candles?instrument=ALPHA&interval=2s&from=2006-01-01&to=2026-01-01"
+            )
+            assert "at most 1,000 per request" in json.loads(body)["error"]
+            async with connect(f"ws://{host}/v1/stream") as ws:
+                deep = "[" * 20_000 + "]" * 20_000
+                for bad in ('{"subscribe": 5}', '{"since": "yesterday"}', '{"since": 12345}', deep,
+                            '{"subscribe": ["AL\\u0000PHA"]}', "not json"):  # fmt: skip
+                    await ws.send(bad)
+                    reply = json.loads(await ws.recv())
+                    assert reply["type"] == "error" and reply["message"].startswith("not understood"), bad[:40]
+                await ws.send(json.dumps({"subscribe": ["ALPHA"]}))  # the connection is still good
+                assert json.loads(await ws.recv())["type"] == "subscribed"
+
+    asyncio.run(scenario())
+
+
+def test_the_read_pool_bounds_every_statement(database_url: str, amqp_url: str, topology: Topology) -> None:
+    from tickpipe_gateway.app import STATEMENT_TIMEOUT_MS, Gateway
+
+    gateway = Gateway(ServeSettings(), database_url, amqp_url, topology)
+    gateway.pool.open(True, 10)
+    try:
+        with gateway.pool.connection() as conn:
+            assert conn.execute("show statement_timeout").fetchone() == (f"{STATEMENT_TIMEOUT_MS // 1000}s",)
+    finally:
+        gateway.pool.close()

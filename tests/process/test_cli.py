@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import free_port, wait_until
 from tickpipe.supervisor import Child, Supervisor
 from tickpipe_core import EXIT_TERMINAL
@@ -65,7 +67,7 @@ def test_an_unknown_data_source_fails_at_start_naming_the_valid_ones() -> None:
         timeout=60,
     )
     assert result.returncode == EXIT_TERMINAL  # a bad setting: retrying cannot help, so nothing restarts it
-    assert "configuration error: DATA_SOURCE: Value error, unknown broker 'upstox'; one of dhan, kite" in result.stderr
+    assert "configuration error: DATA_SOURCE: unknown broker 'upstox'; one of dhan, kite" in result.stderr
 
 
 def test_ingestion_starts_without_rabbitmq_or_its_database_and_stops_on_sigterm_within_5_s(tmp_path: Path) -> None:
@@ -111,3 +113,16 @@ def test_the_supervisor_does_not_restart_a_terminal_failure_and_stops_its_siblin
     for child in children:
         assert child.process is not None and child.process.poll() is not None  # the simulator was stopped too
     assert children[1].crashes == 0  # never restarted
+
+
+@pytest.mark.parametrize("interval", ["99999999999999999999d", "999999999d", "0m", "5 fortnights"])
+def test_a_candle_interval_no_one_means_is_one_line_never_a_traceback(interval: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "query", "candles", "INFY", "--interval", interval],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"},
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-1000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("configuration error: --interval"), result.stderr

@@ -180,3 +180,9 @@ def test_the_dashboard_and_the_alerts_ask_only_for_metrics_the_services_export()
     assert asked and asked <= exported_metric_names(), asked - exported_metric_names()
     sql = [t["rawSql"] for p in dashboard["panels"] for t in p.get("targets", []) if "rawSql" in t]
     assert any("analytics.candles_1m" in q for q in sql)  # market candles from TimescaleDB
+
+
+def test_serve_needs_a_token_unless_auth_is_disabled_and_its_healthcheck_asks_its_own_probe() -> None:
+    serve = _config()["serve"]
+    assert serve["environment"]["SERVE_AUTH"] == "token"  # without SERVE_TOKEN it refuses to start
+    assert any("/readyz" in part for part in serve["healthcheck"]["test"])

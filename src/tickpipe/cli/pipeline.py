@@ -300,4 +300,7 @@ def serve() -> None:
 
     settings, amqp = load(ServeSettings), load(AmqpSettings)
     app = create_app(settings, load(DatabaseSettings).database_url, amqp.amqp_url, Topology(amqp.amqp_prefix))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
+    # A stream client sends subscriptions, never megabytes: 64 KiB per message is plenty.
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5, ws_max_size=1 << 16
+    )

@@ -22,6 +22,7 @@ LEVEL_OF_INTERVAL = {"1s": "1s", "1m": "1m", "5m": "5m", "15m": "15m", "1h": "1h
 _INTERVAL = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
+MAX_INTERVAL = timedelta(days=366)  # a candle wider than a year is no candle
 CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume", "vwap", "ticks")
 
 
@@ -37,7 +38,13 @@ def parse_interval(text: str) -> timedelta:
     m = _INTERVAL.match(text.strip())
     if not m or int(m[1]) == 0:
         raise ConfigError(f"--interval {text!r}: give a number and a unit, e.g. 1s, 1m, 15m, 1h, 1d")
-    return timedelta(**{_UNIT[m[2]]: int(m[1])})
+    try:
+        width = timedelta(**{_UNIT[m[2]]: int(m[1])})
+    except OverflowError:
+        width = MAX_INTERVAL * 2
+    if width > MAX_INTERVAL:
+        raise ConfigError(f"--interval {text!r}: at most {MAX_INTERVAL.days} days")
+    return width
 
 
 def match_instruments(conn: psycopg.Connection[Any], names: Iterable[str]) -> dict[str, list[Instrument]]:

@@ -211,12 +211,40 @@ class ServeSettings(Settings):
     host: str = Field("127.0.0.1", description="Address to listen on (loopback unless you mean otherwise).")
     port: int = Field(8000, ge=1, le=65535, description="Port of the API, the stream and the page.")
     token: SecretStr | None = Field(
-        None, description="When set, every endpoint wants `Authorization: Bearer TOKEN` (or `?token=`)."
+        None,
+        description="When set, every endpoint wants `Authorization: Bearer TOKEN` (or `?token=`); empty: no token.",
+    )
+    auth: Literal["auto", "token", "none"] = Field(
+        "auto",
+        description="token: refuse to start without SERVE_TOKEN; none: no auth, said so at start; auto: token if"
+        " one is set.",
     )
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
     client_queue: int = Field(
         2000, ge=10, description="Messages a stream client may have waiting; more and it is disconnected (slow)."
     )
+    max_candles: int = Field(
+        10_000, ge=1, description="Most candles one /v1/candles answer holds; a wider request gets a 400 to page."
+    )
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        """`SERVE_TOKEN=` (what a compose file passes when it is unset) means no token, never an empty one."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
+    @model_validator(mode="after")
+    def _token_when_required(self) -> ServeSettings:
+        if self.auth == "token" and self.token is None:
+            raise ValueError("SERVE_AUTH=token needs SERVE_TOKEN (set SERVE_AUTH=none to serve without auth)")
+        if self.auth == "none" and self.token is not None:
+            raise ValueError("SERVE_AUTH=none with a SERVE_TOKEN set: choose one")
+        return self
+
+    @property
+    def requires_token(self) -> bool:
+        return self.token is not None
 
     def origins(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
@@ -266,9 +294,13 @@ def load(cls: type[S]) -> S:
         names = env_names(cls)
         problems = []
         for err in e.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if not err["loc"]:  # a check of several settings together: its message names them
+                problems.append(message)
+                continue
+            field = str(err["loc"][0])
             # err["input"] is deliberately left out: it may be a secret. An aliased field is named by its alias.
-            problems.append(f"{names.get(field, field.upper())}: {err['msg']}")
+            problems.append(f"{names.get(field, field.upper())}: {message}")
         raise ConfigError("; ".join(problems)) from None
 
 

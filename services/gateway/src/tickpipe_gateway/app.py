@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose, WebSocketDisconnect
 
 from tickpipe_analytics import queries
@@ -46,6 +47,44 @@ VENDOR_CHARTS = (
 )  # fmt: skip
 REPLAY_LIMIT = 50_000
 UNAUTHORIZED_CODE = 4401
+FORBIDDEN_ORIGIN_CODE = 4403
+STATEMENT_TIMEOUT_MS = 15_000  # no read may hold a pooled connection longer
+# Probes: unauthenticated and data-free, so that an orchestrator's healthcheck needs no token.
+PROBES = ("/healthz", "/readyz")
+# The page loads only its own files; no other site may frame it.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+        b" connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+]
+
+
+class BadRequest(Exception):
+    """A request the gateway will not run: answered 400 with the reason."""
+
+
+class SecurityHeaders:
+    """The security headers on every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class BearerAuth:
@@ -59,14 +98,14 @@ class BearerAuth:
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
         if not given:
-            for pair in scope.get("query_string", b"").split(b"&"):
-                key, _, value = pair.partition(b"=")
-                if key == b"token":
-                    given = value
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            given = query.get("token", [""])[0].encode()  # URL-decoded: a token may hold & or =
         return hmac.compare_digest(given, self.token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self._allowed(scope):
+        if scope["type"] == "http" and scope["path"] in PROBES:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http" and not self._allowed(scope):
             response = PlainTextResponse("unauthorized", 401, headers={"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
         elif scope["type"] == "websocket" and not self._allowed(scope):
@@ -113,7 +152,11 @@ class Gateway:
     def __init__(self, settings: ServeSettings, database_url: str, amqp_url: str, topology: Topology) -> None:
         self.settings = settings
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            database_url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
+            database_url,
+            min_size=1,
+            max_size=8,
+            open=False,
+            kwargs={"autocommit": True, "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"},
         )
         self.symbols = Symbols(self.pool)
         self.hub = Hub(amqp_url, topology, self.symbols)
@@ -124,9 +167,10 @@ class Gateway:
         await run_in_threadpool(self.symbols.load)
         await self.hub.start()
         refresh = asyncio.create_task(self._refresh_symbols())
-        log.info(
-            "gateway_started", host=self.settings.host, port=self.settings.port, auth=self.settings.token is not None
-        )
+        settings = self.settings
+        log.info("gateway_started", host=settings.host, port=settings.port, auth=self.auth)
+        if not settings.requires_token:
+            log.warning("gateway_without_auth", reason="no SERVE_TOKEN: every endpoint and the stream are open")
         try:
             yield
         finally:
@@ -140,8 +184,13 @@ class Gateway:
             with contextlib.suppress(psycopg.Error):
                 await run_in_threadpool(self.symbols.load)
 
+    @property
+    def auth(self) -> str:
+        """What guards the endpoints: "token", or "none"."""
+        return "token" if self.settings.requires_token else "none"
+
     def quotes(self, request: Request) -> Response:
-        names = request.query_params.get("instruments")
+        names = _param(request, "instruments")
         with self.pool.connection() as conn:
             if not names:  # every instrument with a quote: the page's default watchlist
                 return JSONResponse({"quotes": [_jsonable(r) for r in queries.latest_quotes(conn)], "unknown": []})
@@ -152,17 +201,23 @@ class Gateway:
     def candles(self, request: Request) -> Response:
         params = request.query_params
         try:
-            interval = params.get("interval", "1m")
-            queries.parse_interval(interval)
+            interval = _param(request, "interval") or "1m"
+            width = queries.parse_interval(interval)
             start = datetime.fromisoformat(params["from"]) if "from" in params else None
             end = datetime.fromisoformat(params["to"]) if "to" in params else None
             with self.pool.connection() as conn:
-                inst = queries.resolve_instrument(conn, params.get("instrument", ""))
-                default_start, default_end = queries.default_window(conn, inst.instrument_id)
-                rows = queries.candles(
-                    conn, inst.instrument_id, interval, _utc(start) or default_start, _utc(end) or default_end
-                )
-        except (ConfigError, ValueError) as e:
+                inst = queries.resolve_instrument(conn, _param(request, "instrument") or "")
+                start, end = _utc(start), _utc(end)
+                if start is None or end is None:
+                    default_start, default_end = queries.default_window(conn, inst.instrument_id)
+                    start, end = start or default_start, end or default_end
+                if (end - start) / width > self.settings.max_candles:
+                    raise BadRequest(
+                        f"{(end - start) / width:,.0f} {interval} candles asked for; at most"
+                        f" {self.settings.max_candles:,} per request: narrow from/to, or page through them"
+                    )
+                rows = queries.candles(conn, inst.instrument_id, interval, start, end)
+        except (ConfigError, ValueError, OverflowError) as e:
             return JSONResponse({"error": str(e)}, 400)
         return JSONResponse(
             {"instrument_id": inst.instrument_id, "symbol": inst.trading_symbol, "interval": interval,
@@ -171,7 +226,7 @@ class Gateway:
 
     def instruments(self, request: Request) -> Response:
         with self.pool.connection() as conn:
-            rows = queries.search_instruments(conn, request.query_params.get("q", "").strip())
+            rows = queries.search_instruments(conn, (_param(request, "q") or "").strip())
         return JSONResponse({"instruments": [_jsonable(r) for r in rows]})
 
     def lag(self, request: Request) -> Response:
@@ -187,10 +242,38 @@ class Gateway:
         except psycopg.Error as e:
             database = f"error: {type(e).__name__}"
         ok = database == "ok" and self.hub.connected
-        return JSONResponse({"status": "ok" if ok else "degraded", "database": database, "stream": self.hub.stats()},
-                            200 if ok else 503)  # fmt: skip
+        return JSONResponse(
+            {"status": "ok" if ok else "degraded", "database": database, "stream": self.hub.stats(), "auth": self.auth},
+            200 if ok else 503,
+        )
+
+    def healthz(self, request: Request) -> Response:
+        """Alive: the process answers."""
+        return PlainTextResponse("ok")
+
+    def readyz(self, request: Request) -> Response:
+        """Ready: the database answers and the live stream is connected (nothing else is said)."""
+        try:
+            with self.pool.connection(timeout=5) as conn:
+                conn.execute("select 1")
+        except psycopg.Error:
+            return PlainTextResponse("database unreachable", 503)
+        if not self.hub.connected:
+            return PlainTextResponse("RabbitMQ stream not connected", 503)
+        return PlainTextResponse("ready")
+
+    def _origin_allowed(self, ws: WebSocket) -> bool:
+        """A browser's page may open the stream from the server's own origin or an allowed one; other
+        clients send no Origin."""
+        origin = ws.headers.get("origin")
+        if origin is None:
+            return True
+        return origin in self.settings.origins() or urlsplit(origin).netloc == ws.headers.get("host")
 
     async def stream(self, ws: WebSocket) -> None:
+        if not self._origin_allowed(ws):
+            await ws.close(FORBIDDEN_ORIGIN_CODE, "origin not allowed")
+            return
         await ws.accept()
         client = Client(ws.send_text, lambda code, reason: ws.close(code, reason), self.settings.client_queue)
         self.hub.add(client)
@@ -201,10 +284,10 @@ class Gateway:
                     message = json.loads(await ws.receive_text())
                     if not isinstance(message, dict):
                         raise ValueError("send a JSON object")
-                except (ValueError, KeyError) as e:
-                    await ws.send_text(json.dumps({"type": "error", "message": f"not understood: {e}"}))
-                    continue
-                await self._handle(ws, client, message)
+                    await self._handle(ws, client, message)
+                except (ValueError, KeyError, TypeError, RecursionError, BadRequest) as e:
+                    reason = "too deeply nested" if isinstance(e, RecursionError) else str(e)
+                    await ws.send_text(json.dumps({"type": "error", "message": f"not understood: {reason}"}))
         except WebSocketDisconnect:
             pass
         except RuntimeError:
@@ -216,6 +299,10 @@ class Gateway:
     async def _handle(self, ws: WebSocket, client: Client, message: dict[str, Any]) -> None:
         if "subscribe" in message or "unsubscribe" in message:
             names = message.get("subscribe") or message.get("unsubscribe") or []
+            if not isinstance(names, list) or not all(
+                isinstance(n, str | int) and not isinstance(n, bool) and "\x00" not in str(n) for n in names
+            ):
+                raise BadRequest("subscribe and unsubscribe take a list of instrument ids or symbols")
             found, unknown = await run_in_threadpool(self._resolve, names)
             if "subscribe" in message:
                 self.hub.subscribe(client, set(found))
@@ -227,7 +314,12 @@ class Gateway:
                 "unknown": unknown,
             }))  # fmt: skip
         if "since" in message:
-            since = _utc(datetime.fromisoformat(str(message["since"])))
+            if not isinstance(message["since"], str):
+                raise BadRequest("since takes an ISO 8601 time, e.g. 2026-03-09T09:15:00+05:30")
+            try:
+                since = _utc(datetime.fromisoformat(message["since"]))
+            except ValueError:
+                raise BadRequest(f"since {message['since'][:40]!r} is not an ISO 8601 time") from None
             await self._replay(ws, client, since)
 
     def _resolve(self, names: Iterable[str | int]) -> tuple[dict[int, str], list[str]]:
@@ -258,11 +350,16 @@ class Gateway:
 
     def app(self) -> Starlette:
         settings = self.settings
-        middleware = [Middleware(BearerAuth, token=settings.token.get_secret_value())] if settings.token else []
+        # Outermost first: CORS answers a browser's preflight itself (it carries no token), and adds its
+        # headers to every answer, a 401 included; then the security headers; then the token.
+        middleware = []
         if settings.origins():
             middleware.append(
                 Middleware(CORSMiddleware, allow_origins=settings.origins(), allow_headers=["Authorization"])
             )
+        middleware.append(Middleware(SecurityHeaders))
+        if settings.token is not None:
+            middleware.append(Middleware(BearerAuth, token=settings.token.get_secret_value()))
         routes = [
             Route("/", self.page),
             Route("/v1/quotes", self.quotes),
@@ -270,11 +367,15 @@ class Gateway:
             Route("/v1/instruments", self.instruments),
             Route("/v1/lag", self.lag),
             Route("/v1/health", self.health),
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
             WebSocketRoute("/v1/stream", self.stream),
             Route("/static/vendor/lightweight-charts.js", self.charts_library),
             Mount("/static", StaticFiles(directory=WEB)),
         ]
-        app = Starlette(routes=routes, middleware=middleware, lifespan=self.lifespan)
+        app = Starlette(
+            routes=routes, middleware=middleware, lifespan=self.lifespan, exception_handlers={BadRequest: _bad_request}
+        )
         app.state.hub = self.hub
         return app
 
@@ -282,6 +383,18 @@ class Gateway:
 def create_app(settings: ServeSettings, database_url: str, amqp_url: str, topology: Topology) -> Starlette:
     """The gateway application; its lifespan opens the database pool and the RabbitMQ consumer."""
     return Gateway(settings, database_url, amqp_url, topology).app()
+
+
+def _param(request: Request, name: str) -> str | None:
+    """A query parameter, refused (400) where it holds a NUL, which no text column can."""
+    value = request.query_params.get(name)
+    if value is not None and "\x00" in value:
+        raise BadRequest(f"{name} holds a NUL character")
+    return value
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": str(exc)}, 400)
 
 
 def _utc(t: datetime | None) -> datetime | None:
