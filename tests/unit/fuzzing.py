@@ -56,9 +56,20 @@ def fuzz_decoder(
     with capture_logs():  # the bad-packet log lines (rate-limited) are not the point here
         for fuzzed in frames(packets, join, FRAMES_PER_DECODER, seed=20261130):
             before = counters["bad_packets"]
-            decode(fuzzed.frame, now)  # raises nothing, whatever the bytes
+            _all_plausible(decode(fuzzed.frame, now))  # raises nothing, whatever the bytes
             if fuzzed.broken:
                 broken += 1
                 assert counters["bad_packets"] > before, fuzzed.frame.hex()
     assert broken > FRAMES_PER_DECODER // 10
     assert counters["bad_packets"] >= broken
+    rng = random.Random(20261207)
+    with capture_logs():  # frames of pure noise: whatever they decode to is a price an exchange could send
+        for _ in range(2_000):
+            _all_plausible(decode(rng.randbytes(rng.choice([8, 50, 184, 1000, 60_000])), now))
+
+
+def _all_plausible(decoded: object) -> None:
+    ticks = getattr(decoded, "ticks", decoded)
+    assert isinstance(ticks, list)
+    for t in ticks:
+        assert -1e8 < t.ltp < 1e8 and not t.segment.startswith("SEGMENT_"), t

@@ -37,3 +37,17 @@ def test_every_field_lands_in_its_own_place() -> None:
     assert tick.tick_id == TickBuilder("dhan", pair_key=True).build(**packet_fields, raw=b"packet").tick_id  # type: ignore[arg-type,union-attr]
     assert (found["change"], found["spread"], found["mid"]) == (101.0 - 114.0, 1.0, 101.0)
     assert set(found) == set(Tick.__struct_fields__)
+
+
+def test_a_price_no_exchange_sends_or_an_unknown_segment_is_a_counted_bad_packet_not_a_tick() -> None:
+    builder = TickBuilder("dhan", pair_key=True)
+    fields = dict(security_id=1, receive_time=RECEIVED, packet="index")
+    for ltp in (float("nan"), float("inf"), -7.7e10, 1.3e29, -1e8):
+        assert builder.build(segment="IDX_I", ltp=ltp, **fields) is None  # type: ignore[arg-type]
+    assert builder.build(segment="SEGMENT_129", ltp=100.0, **fields) is None  # type: ignore[arg-type]
+    assert builder.build(segment="IDX_I", ltp=0.0, **fields) is not None  # type: ignore[arg-type]  # not traded yet
+    assert builder.build(segment="MCX_COMM", ltp=-37.63, **fields) is not None  # type: ignore[arg-type]
+    assert builder.build(segment="IDX_I", ltp=25_000.0, **fields) is not None  # type: ignore[arg-type]
+    counts = {k: v for k, v in builder.counters.items() if k.startswith("bad_packets.")}
+    assert counts == {"bad_packets.implausible_price": 5, "bad_packets.unknown_segment": 1}
+    assert builder.counters["ticks"] == 3

@@ -28,6 +28,11 @@ log = get_logger("ticks")
 # capture is old by design. Two minutes ahead covers clock skew between exchange and host.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(minutes=2)
+# No Indian exchange lists a price of a hundred million rupees or more, either way: such a value is a
+# damaged field.
+MAX_PRICE = 1e8
+UNKNOWN_SEGMENT = "SEGMENT_"  # how both brokers' wire layouts name a segment code they do not know
+_LOG_FIRST_N = 20  # bad packets of a kind logged, then every 1000th
 
 
 class InstrumentLookup(Protocol):
@@ -57,6 +62,14 @@ class TickBuilder:
         # A packet's own bytes -> its id, personalised by broker: the same bytes from two brokers differ.
         self._content_id = content_ids(source.encode())
         self._receive_ts = self._latest_sane = EARLIEST  # the last receive time and its MAX_AHEAD bound
+
+    def _bad(self, kind: str, segment: str, ltp: float) -> None:
+        """A packet no exchange sends: counted as a bad packet of its kind, logged (rate-limited)."""
+        counters = self.counters
+        counters[f"bad_packets.{kind}"] += 1  # beside the decoder's bad_packets.* kinds
+        n = counters[f"bad_packets.{kind}"]
+        if n <= _LOG_FIRST_N or n % 1000 == 0:
+            log.warning(f"{self.source}_bad_packet", reason=kind, segment=segment, ltp=repr(ltp), seen=n)
 
     def _sane_until(self, receive_time: datetime) -> datetime:
         """The latest sane exchange time for ticks received at `receive_time` (a frame's ticks share it)."""
@@ -114,13 +127,19 @@ class TickBuilder:
         ask_orders: tuple[int, ...] = (),
         raw: bytes | None = None,
     ) -> Tick | None:
-        """One tick, or None when its instrument is unknown and the policy is to drop it.
+        """One tick; None when the packet cannot be one (a price no exchange sends, a segment the broker
+        does not have: a counted bad packet) or its instrument is unknown and the policy is to drop it.
 
         `raw`, the packet's bytes, makes the tick's identity when the packet carries an exchange time
         of its own: the same packet received twice is then the same tick. A packet without one (Kite
         quote and LTP packets) cannot be told from a genuinely repeated quote, so it gets a fresh id.
         """
         counters = self.counters
+        # NaN fails both comparisons. Zero is an instrument not traded yet (its book still counts), and a
+        # price can be negative (MCX crude oil traded at -37.63 in April 2020).
+        if not -MAX_PRICE < ltp < MAX_PRICE or segment.startswith(UNKNOWN_SEGMENT):
+            self._bad("unknown_segment" if segment.startswith(UNKNOWN_SEGMENT) else "implausible_price", segment, ltp)
+            return None
         instrument_id = self.instruments.get((segment, security_id) if self._pair_key else security_id)
         if instrument_id is None:
             counters["ticks.unknown_instrument"] += 1

@@ -59,7 +59,8 @@ def ingest_metrics(stats: IngestStats) -> Iterable[Metric]:
         CounterMetricFamily("tickpipe_bad_packets", "Malformed packets, counted and skipped.", labels=["kind"]),
         (
             ((k.removeprefix("bad_packets."),), v)
-            for k, v in feed.decoder.counters.items()
+            for counters in (feed.decoder.counters, stats.builder.counters)
+            for k, v in counters.items()
             if k.startswith("bad_packets.")
         ),
     )
