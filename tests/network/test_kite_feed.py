@@ -119,6 +119,20 @@ def test_heartbeats_and_text_frames_errors_counted_orders_passed_on() -> None:
     assert [e["data"] for e in logs if e["event"] == "kite_error"] == ["Invalid mode"]
 
 
+def test_a_flood_of_text_frames_is_counted_in_full_and_logged_sparingly() -> None:
+    async def scenario(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
+        await _all(sim, feed, ticks)
+        for n in range(2_500):
+            await sim.send_text(json.dumps({"type": "message", "data": f"note {n}"}))
+            await sim.send_text(f"not json {n}")
+        await until(lambda: feed.counters["text.unparsed"] == 2_500, "every text frame")
+
+    _, feed, _, _, logs = _run(scenario, [(t, "quote") for t in TOKENS], total=50)
+    assert (feed.counters["text.message"], feed.counters["text.unparsed"]) == (2_500, 2_500)
+    logged = [e for e in logs if e["event"] in ("kite_message", "kite_text_unparsed")]
+    assert len(logged) == 2 * (20 + 2)  # the first 20 of each kind, then the 1,000th and the 2,000th
+
+
 def test_an_abrupt_close_reconnects_resubscribes_with_modes_and_loses_nothing() -> None:
     async def scenario(sim: KiteSimulator, feed: KiteFeed, ticks: list[Tick]) -> None:
         await until(lambda: len(ticks) >= 100, "ticks before the fault")

@@ -59,6 +59,7 @@ Recorder = Callable[[float, int, bytes | str], None]
 FrameHandler = Callable[[bytes | str], Awaitable[None]]
 
 _YIELD_EVERY = 16  # frames handled between turns given to the loop's other tasks
+_LOG_FIRST_N = 20  # events of a kind logged in full, then every 1000th
 
 
 @dataclass
@@ -246,6 +247,14 @@ class Feed:
             out[f"{conn.name}.connects"] = conn.connects
             out[f"{conn.name}.frames"] = conn.frames
         return out
+
+    def note(self, kind: str, event: str, level: str = "info", **fields: object) -> None:
+        """Count a feed event of `kind` and log it: the first 20 of a kind, then every 1000th (with the
+        count), so a broker sending thousands of text frames cannot flood the log."""
+        self.counters[kind] += 1
+        seen = self.counters[kind]
+        if seen <= _LOG_FIRST_N or seen % 1000 == 0:
+            getattr(get_logger("feed"), level)(event, seen=seen, **fields)
 
     def received(self, connection: int, frame: bytes | str) -> float:
         """Note a frame's arrival (and record it); returns its receive time as epoch seconds.

@@ -115,7 +115,7 @@ class DhanFeed(Feed):
         async def on_frame(frame: bytes | str) -> None:
             now = self.received(index, frame)
             if isinstance(frame, str):
-                log.info("dhan_text_frame", connection=index, text=frame[:500])
+                self.note("text_frames", "dhan_text_frame", connection=index, text=frame[:500])
                 return
             decoded = self.decoder.decode(frame, datetime.fromtimestamp(now, UTC))
             if decoded.ticks:

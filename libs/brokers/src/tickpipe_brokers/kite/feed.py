@@ -107,19 +107,20 @@ class KiteFeed(Feed):
         return on_frame
 
     def _on_text(self, index: int, text: str) -> None:
-        counters = self.counters
         try:
             message = json.loads(text)
             kind = message["type"]
-        except (ValueError, KeyError, TypeError):
-            counters["text.unparsed"] += 1
-            log.warning("kite_text_unparsed", connection=index, text=text[:500])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            self.note("text.unparsed", "kite_text_unparsed", "warning", connection=index, text=text[:500])
             return
-        counters[f"text.{kind if kind in _TEXT_KINDS else 'other'}"] += 1  # bounded: never a key per bad frame
-        if kind == "error":
-            log.error("kite_error", connection=index, data=str(message.get("data"))[:500])
-        elif kind == "order":
+        counted = f"text.{kind if kind in _TEXT_KINDS else 'other'}"  # bounded: never a key per bad frame
+        if kind == "order":
+            self.counters[counted] += 1
             if self._orders is not None:
                 self._orders(text.encode())
+        elif kind == "error":
+            self.note(counted, "kite_error", "error", connection=index, data=str(message.get("data"))[:500])
         else:
-            log.info("kite_message", connection=index, type=kind, data=str(message.get("data"))[:500])
+            self.note(
+                counted, "kite_message", connection=index, type=str(kind)[:40], data=str(message.get("data"))[:500]
+            )
