@@ -126,3 +126,27 @@ def test_a_candle_interval_no_one_means_is_one_line_never_a_traceback(interval: 
     )
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-1000:]
     assert result.stderr.strip().splitlines()[-1].startswith("configuration error: --interval"), result.stderr
+
+
+@pytest.mark.parametrize("url", ["ws://[::1", "ws://127.0.0.1:99999", "notaurl", "http://127.0.0.1:8765"])
+def test_a_feed_url_no_connection_can_use_is_a_terminal_one_line_error(url: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "DHAN_FEED_URL": url, "DHAN_CLIENT_ID": "c",
+           "DHAN_ACCESS_TOKEN": "t", "DHAN_INSTRUMENTS": "NSE_EQ:1"}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "ingest"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == EXIT_TERMINAL, result.stderr[-1000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("configuration error: DHAN_FEED_URL:"), line
+
+
+def test_a_refused_rabbitmq_login_stops_work_with_one_terminal_line(amqp_url: str, database_url: str) -> None:
+    wrong = amqp_url.replace("guest:guest@", "guest:not-the-password@")
+    assert wrong != amqp_url
+    env = {**os.environ, "AMQP_URL": wrong, "DATABASE_URL": database_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "tickpipe", "work"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == EXIT_TERMINAL, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "not-the-password" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: AmqpAuthError: RabbitMQ refused the login")

@@ -57,12 +57,10 @@ for command in (
 
 
 def _first_known(exc: BaseException) -> BaseException:
-    """The error to report: a TickpipeError inside an exception group rather than the group itself."""
+    """The error to report: a TickpipeError inside an exception group (else its first error), never the group."""
     if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _first_known(inner)
-            if isinstance(found, TickpipeError):
-                return found
+        leaves = [_first_known(inner) for inner in exc.exceptions]
+        return next((e for e in leaves if isinstance(e, TickpipeError)), leaves[0] if leaves else exc)
     return exc
 
 

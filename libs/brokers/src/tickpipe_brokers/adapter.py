@@ -14,9 +14,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import SecretStr, ValidationError
+from pydantic import AfterValidator, SecretStr, ValidationError
 
 from tickpipe_core import ConfigError, Tick, get_logger
 from tickpipe_core.settings import Settings, load
@@ -28,6 +29,23 @@ if TYPE_CHECKING:
     from tickpipe_brokers.ticks import InstrumentLookup, TickBuilder
 
 log = get_logger("brokers")
+
+
+def websocket_url(url: str) -> str:
+    """A feed URL a connection can be made to: ws or wss, a host, a port in range (else a clear error at start,
+    not a traceback or a reconnect loop that can never succeed)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range
+    except ValueError as e:
+        raise ValueError(f"{url!r} is not a URL: {e}") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"{url!r} is not a ws:// or wss:// URL with a host")
+    del port
+    return url
+
+
+FeedUrl = Annotated[str, AfterValidator(websocket_url)]
 
 
 class BrokerSettings(Settings):

@@ -11,6 +11,7 @@ from tickpipe_core.codec import (
     envelope,
 )
 from tickpipe_core.errors import (
+    AmqpAuthError,
     ConfigError,
     DecodeError,
     FeedAuthError,
@@ -33,6 +34,7 @@ __all__ = [
     "EXIT_TERMINAL",
     "SCHEMA_HEADER",
     "SCHEMA_VERSION",
+    "AmqpAuthError",
     "Backoff",
     "ConfigError",
     "DecodeError",

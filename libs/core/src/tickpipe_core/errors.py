@@ -31,6 +31,10 @@ class PublishError(TickpipeError):
     """A batch could not be published to RabbitMQ (not confirmed)."""
 
 
+class AmqpAuthError(TerminalError):
+    """RabbitMQ refused the login of AMQP_URL's user; reconnecting cannot fix it."""
+
+
 class StorageError(TickpipeError):
     """The database refused or lost a write."""
 

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 
 import aio_pika
+import aiormq
 import psycopg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 from prometheus_client import Histogram
@@ -30,6 +31,7 @@ from tickpipe_core import (
     CONTENT_TYPE,
     SCHEMA_HEADER,
     SCHEMA_VERSION,
+    AmqpAuthError,
     Backoff,
     DecodeError,
     StorageError,
@@ -144,7 +146,12 @@ class Worker:
         `noproc`); a second try a moment later succeeds.
         """
         for attempt in range(_SUBSCRIBE_ATTEMPTS):
-            connection = await aio_pika.connect_robust(self._amqp_url)
+            try:
+                connection = await aio_pika.connect_robust(self._amqp_url)
+            except aiormq.exceptions.ProbableAuthenticationError as e:
+                raise AmqpAuthError(
+                    f"RabbitMQ refused the login of {redact_url(self._amqp_url)}: check its user and AMQP_PASSWORD_FILE"
+                ) from e
             try:
                 channel = await connection.channel()
                 await channel.set_qos(prefetch_count=self.prefetch)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tickpipe_brokers.adapter import BrokerSettings
+from tickpipe_brokers.adapter import BrokerSettings, FeedUrl
 from tickpipe_core import ConfigError
 from tickpipe_core.settings import secret
 
@@ -23,7 +23,7 @@ class DhanSettings(BrokerSettings):
     client_id: str | None = Field(None, description="Dhan client id.")
     access_token: SecretStr | None = Field(None, description="Dhan access token (or use _FILE).")
     access_token_file: Path | None = Field(None, description="File holding the access token.")
-    feed_url: str = Field("wss://api-feed.dhan.co", description="Feed endpoint; point it at a simulator.")
+    feed_url: FeedUrl = Field("wss://api-feed.dhan.co", description="Feed endpoint; point it at a simulator.")
     feed_mode: DhanFeedMode = Field("full", description="Subscription mode: ticker, quote or full.")
     instruments: str = Field(
         "",

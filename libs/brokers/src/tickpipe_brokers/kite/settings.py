@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tickpipe_brokers.adapter import BrokerSettings
+from tickpipe_brokers.adapter import BrokerSettings, FeedUrl
 from tickpipe_core import ConfigError
 from tickpipe_core.settings import secret
 
@@ -23,7 +23,7 @@ class KiteSettings(BrokerSettings):
     api_key: str | None = Field(None, description="Kite Connect API key.")
     access_token: SecretStr | None = Field(None, description="Kite access token (or use _FILE).")
     access_token_file: Path | None = Field(None, description="File holding the access token.")
-    feed_url: str = Field("wss://ws.kite.trade", description="Ticker endpoint; point it at a simulator.")
+    feed_url: FeedUrl = Field("wss://ws.kite.trade", description="Ticker endpoint; point it at a simulator.")
     feed_mode: KiteMode = Field("full", description="Default mode: ltp, quote or full.")
     instruments: str = Field(
         "", description="Instrument tokens, comma separated, each optionally TOKEN:MODE (e.g. 408065,256265:ltp)."
