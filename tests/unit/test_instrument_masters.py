@@ -124,6 +124,17 @@ def test_a_missing_required_column_rejects_the_whole_file(source: str, header: s
         parse_master(source, io.StringIO(header + "\n"))
 
 
+def test_an_id_larger_than_the_database_holds_is_a_bad_row_by_its_line_not_an_aborted_sync() -> None:
+    rows = [
+        "NSE,E,1594,EQUITY,0,INFY,1.0,Infosys,,,,10.0000,NA,ES,EQ,INFOSYS LIMITED",
+        "NSE,E,12345678901234567890123,EQUITY,0,HUGE,1.0,Huge,,,,10.0000,NA,ES,EQ,HUGE LIMITED",
+        "NSE,E,11536,EQUITY,0,TCS,1.0,TCS,,,,10.0000,NA,ES,EQ,TCS LIMITED",
+    ]
+    master = parse_master("dhan", io.StringIO("\n".join([COMPACT_HEADER, *rows])))
+    assert [r.trading_symbol for r in master.rows] == ["INFY", "TCS"]
+    assert [(b.line, "larger than any id" in b.reason) for b in master.bad] == [(3, True)]
+
+
 def test_rows_with_bytes_that_are_not_utf8_a_nul_or_a_huge_field_are_reported_by_line_and_skipped() -> None:
     good = "NSE,E,1594,EQUITY,0,INFY,1.0,Infosys,,,,10.0000,NA,ES,EQ,INFOSYS LIMITED"
     raw = "\n".join(

@@ -85,10 +85,15 @@ def whole_number(text: str, column: str) -> int:
     return value
 
 
+_BIGINT_MAX = 2**63 - 1  # the instruments table's ids are bigint
+
+
 def positive_int(text: str, column: str) -> int:
     value = whole_number(text, column)
     if value <= 0:
         raise RowError(f"{column}: {text!r} must be positive")
+    if value > _BIGINT_MAX:
+        raise RowError(f"{column}: {text!r} is larger than any id the database holds")
     return value
 
 
