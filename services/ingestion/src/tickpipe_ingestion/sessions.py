@@ -2,7 +2,8 @@
 
 Best effort and off the hot path: the feed calls `started`/`ended` (no I/O), a task writes the rows in
 order, and keeps them while the database is away. A session a killed process left open is closed by
-the next start of the same connection on the same host, with a reason that says so.
+the next start of the same connection on the same host, with a reason that says so: only when that
+process is gone, so that a second ingestion running beside this one (active-active) keeps its own.
 """
 
 from __future__ import annotations
@@ -76,13 +77,41 @@ class SessionLog:
         async with await psycopg.AsyncConnection.connect(self._url, connect_timeout=5, autocommit=True) as conn:
             while self._pending:
                 statement, params = self._pending[0]
-                await conn.execute(statement, params)
+                if statement is _CLOSE_ABANDONED:
+                    await _close_abandoned(conn, params)
+                else:
+                    await conn.execute(statement, params)
                 self._pending.popleft()
+
+
+async def _close_abandoned(conn: psycopg.AsyncConnection[tuple[object, ...]], params: tuple[object, ...]) -> None:
+    """Close the sessions of this connection that a process on this host left open and is no longer there for.
+
+    `params`: (now, source, connection, host, our pid).
+    """
+    now, *key = params
+    cur = await conn.execute(_OPEN_ELSEWHERE, key)
+    gone = [session for session, other in await cur.fetchall() if isinstance(other, int) and not _alive(other)]
+    if gone:
+        await conn.execute(_CLOSE, (now, gone))
+
+
+def _alive(pid: int) -> bool:
+    """A process with this pid runs on this machine (signal 0 tests without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, and belongs to someone else
+    return True
 
 
 _INSERT = """insert into feed_sessions (id, source, connection, host, pid, started_at)
              values (%s, %s, %s, %s, %s, %s) on conflict (id) do nothing"""
 _END = "update feed_sessions set ended_at = %s, end_reason = %s, frames = %s, ticks = %s where id = %s"
-_CLOSE_ABANDONED = """update feed_sessions
-    set ended_at = %s, end_reason = 'the process ended without closing it (killed?)'
+_CLOSE_ABANDONED = "close the sessions of processes that are gone"  # done by _close_abandoned
+_OPEN_ELSEWHERE = """select id, pid from feed_sessions
     where ended_at is null and source = %s and connection = %s and host = %s and pid <> %s"""
+_CLOSE = """update feed_sessions set ended_at = %s, end_reason = 'the process ended without closing it (killed?)'
+    where id = any(%s) and ended_at is null"""
