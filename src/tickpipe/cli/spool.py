@@ -22,6 +22,7 @@ def spool() -> None:
 @reads(IngestSettings)
 def status() -> None:
     """What the spool holds (read only: ingestion may be running on it)."""
+    from tickpipe_ingestion.publisher import EVENTS_DIR
     from tickpipe_ingestion.spool import inspect
 
     settings = load(IngestSettings)
@@ -34,6 +35,9 @@ def status() -> None:
             f"damaged    {found.torn:,} record(s), {found.skipped_bytes:,} bytes, about {found.lost_ticks:,} tick(s):"
             " unreadable, skipped at the next start (the good records around them are kept)"
         )
+    events = inspect(settings.spool_dir / EVENTS_DIR)
+    if events.ticks or events.torn:
+        click.echo(f"orders     {events.ticks:,} order update(s) unconfirmed, in {settings.spool_dir / EVENTS_DIR}")
     _quarantine_lines(settings.spool_dir)
 
 

@@ -154,6 +154,12 @@ class IngestSettings(Settings):
         "interval",
         description="When the spool is fsynced (a process crash never loses it; this is for a machine crash).",
     )
+    events_spool_max_bytes: int = Field(
+        256 << 20,
+        ge=64 << 10,
+        description="Most bytes the order-update spool may hold (INGEST_SPOOL_DIR/events); past it updates are lost"
+        " and counted.",
+    )
     spool_fsync_interval_ms: float = Field(1000, gt=0, le=60_000, description="INGEST_SPOOL_FSYNC=interval: how often.")
     silence_timeout_s: float = Field(
         30, ge=0, description="Reconnect a feed connection silent this long while the market is open (0: never)."

@@ -15,7 +15,7 @@ async def drain_spool(amqp_url: str, topology: Topology, settings: IngestSetting
     publisher = TickPublisher(amqp_url, topology, settings)
     await publisher.start()
     try:
-        while publisher.pending and not stop.is_set():
+        while (publisher.pending or publisher.pending_events) and not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
     finally:

@@ -9,6 +9,10 @@ failed or returned (unroutable) publish rewinds the spool to the first unconfirm
 retried with backoff, so an outage costs disk, never ticks. A record published before a failure and
 again after it carries the same tick ids: the workers store it once.
 
+Events (Kite's order updates) are rarer than ticks and matter more: each goes to a spool of its own
+(`events/` in the spool directory, bounded by INGEST_EVENTS_SPOOL_MAX_BYTES) before anything else,
+and is published, before any tick, to its own routing key; a restart publishes what was left.
+
 RabbitMQ need not be up: the connector keeps trying in the background while ticks spool.
 """
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter, deque
+from collections import Counter
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
@@ -51,6 +55,29 @@ def spool_for(settings: IngestSettings) -> Spool:
     return Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, fsync=settings.spool_fsync)
 
 
+def events_spool_for(settings: IngestSettings) -> Spool:
+    """The events' own spool: `events/` in INGEST_SPOOL_DIR, at most INGEST_EVENTS_SPOOL_MAX_BYTES."""
+    return Spool(
+        settings.spool_dir / EVENTS_DIR,
+        max_bytes=settings.events_spool_max_bytes,
+        fsync=settings.spool_fsync,
+        segment_bytes=1 << 20,
+    )
+
+
+EVENTS_DIR = "events"
+
+
+def _event_record(routing_key: str, body: bytes) -> bytes:
+    """An event as a spool record: its routing key, a newline, its body."""
+    return routing_key.encode() + b"\n" + body
+
+
+def _event_of(payload: bytes) -> tuple[str, bytes]:
+    routing_key, _, body = payload.partition(b"\n")
+    return routing_key.decode(), body
+
+
 class TickPublisher:
     """Spool ticks with `submit`; the flusher publishes them; `close` stops, keeping the rest spooled."""
 
@@ -67,7 +94,7 @@ class TickPublisher:
         self._settings = settings
         self.spool = spool if spool is not None else spool_for(settings)
         self._max_in_flight = max_in_flight
-        self._events: deque[tuple[str, bytes]] = deque()  # (routing key, JSON body), e.g. order updates
+        self.events = events_spool_for(settings)  # (routing key, JSON body) records, e.g. order updates
         self._wakeup = asyncio.Event()
         self._connected = asyncio.Event()
         self._closing = False
@@ -85,6 +112,9 @@ class TickPublisher:
 
     async def start(self) -> None:
         """Open the spool (an earlier run's ticks are published first) and start; never waits for RabbitMQ."""
+        recovered_events = self.events.open()
+        self.counters["events_recovered"] += recovered_events.ticks
+        self.counters["events_torn_records"] += recovered_events.torn
         recovered = self.spool.open()
         self.counters["spool_recovered_ticks"] += recovered.ticks
         self.counters["spool_torn_records"] += recovered.torn
@@ -136,10 +166,27 @@ class TickPublisher:
             )
 
     def submit_event(self, routing_key: str, body: bytes) -> None:
-        """Queue one JSON event (an order update) for its own routing key; published before ticks."""
-        self._events.append((routing_key, body))
+        """Spool one JSON event (an order update) for its own routing key; published before ticks.
+
+        When the events' spool is full (RabbitMQ away for long), the event is lost: counted and logged.
+        """
+        if not self.events.append(_event_record(routing_key, body), 1):
+            self.counters["events_lost_spool_full"] += 1
+            log.error(
+                "events_spool_full_event_lost",
+                lost_total=self.counters["events_lost_spool_full"],
+                spool_bytes=self.events.bytes,
+                limit=self.events.max_bytes,
+                routing_key=routing_key,
+            )
+            return
         self.counters["events_submitted"] += 1
         self._wakeup.set()
+
+    @property
+    def pending_events(self) -> int:
+        """Events spooled and not yet confirmed by RabbitMQ."""
+        return self.events.pending_ticks
 
     @property
     def pending(self) -> int:
@@ -196,18 +243,19 @@ class TickPublisher:
         while True:
             await asyncio.sleep(interval_s)
             await self.spool.sync_in_background()
+            await self.events.sync_in_background()
 
     async def _flush_loop(self) -> None:
         await self._connected.wait()
         size = self._settings.max_ticks_per_message
         failures = 0  # consecutive failed rounds, for the backoff
         while True:
-            if self._events and not await self._publish_events():
+            if self.events.unread_ticks and not await self._publish_events():
                 await asyncio.sleep(_BACKOFF.delay(failures))
                 failures += 1
                 continue
             if not self.spool.unread_ticks:
-                if self._closing:
+                if self._closing and not self.events.unread_ticks:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -262,21 +310,24 @@ class TickPublisher:
         self.counters["published_messages"] += 1
 
     async def _publish_events(self) -> bool:
-        """Publish queued events in order; False (and they stay queued) when the broker refuses."""
+        """Publish spooled events in order, each confirmed before the next (so that a queue's length limit
+        holds exactly), and commit each; False, the rest staying spooled, when the broker refuses."""
         assert self._exchange is not None
-        while self._events:
-            routing_key, body = self._events[0]
-            message = aio_pika.Message(
-                body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-            )
-            try:
-                await self._exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=30)
-            except Exception as e:
-                self.counters["publish_failures"] += 1
-                log.warning("publish_event_failed", routing_key=routing_key, error=f"{type(e).__name__}: {e}")
-                return False
-            self._events.popleft()
-            self.counters["published_events"] += 1
+        while records := self.events.read(100):
+            for n, record in enumerate(records):
+                routing_key, body = _event_of(record.payload)
+                message = aio_pika.Message(
+                    body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+                )
+                try:
+                    await self._exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=30)
+                except Exception as e:
+                    self.events.rewind(record.start, len(records) - n)
+                    self.counters["publish_failures"] += 1
+                    log.warning("publish_event_failed", routing_key=routing_key, error=f"{type(e).__name__}: {e}")
+                    return False
+                self.events.commit(record.end, 1)
+                self.counters["published_events"] += 1
         return True
 
     async def close(self, timeout: float = _CLOSE_TIMEOUT_S) -> None:
@@ -293,15 +344,16 @@ class TickPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.spool.close()
+        self.events.close()
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._connection.close(), 1.0)
-        if self.spool.pending_ticks:
+        if self.spool.pending_ticks or self.events.pending_ticks:
             log.warning(
                 "publisher_closed_with_spooled_ticks",
                 spooled_ticks=self.spool.pending_ticks,
                 directory=str(self.spool.directory),
-                unpublished_events=len(self._events),
+                spooled_events=self.events.pending_ticks,
             )
         log.info("publisher_closed", **dict(self.counters))
 
