@@ -18,6 +18,7 @@ from tests.faults.harness import ScratchRabbit
 from tests.helpers import make_tick, until
 from tickpipe_core import Topology
 from tickpipe_core.settings import IngestSettings
+from tickpipe_core.topology import ORDERS_ROUTING_KEY
 from tickpipe_ingestion import TickPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +50,23 @@ async def _refused(url: str, action: str) -> None:
             await attempts[action]()
 
 
+async def _serve_never_sees_order_updates(serve: str, ingest: str, tmp_path: Path) -> None:
+    """The read side may bind its own queues to the market exchange, but order updates go to the events
+    exchange, which it may not bind to: a queue of its own on the orders' routing key gets nothing."""
+    connection = await aio_pika.connect(serve)
+    async with connection:
+        spy = await (await connection.channel()).declare_queue("tickpipe.gateway.spy", exclusive=True)
+        await spy.bind(TOPOLOGY.exchange, routing_key=ORDERS_ROUTING_KEY)  # allowed: the market's
+        publisher = TickPublisher(ingest, TOPOLOGY, IngestSettings(spool_dir=tmp_path / "spool-orders"))
+        await publisher.start()
+        publisher.submit_event(ORDERS_ROUTING_KEY, b'{"type": "order", "data": {"order_id": "1"}}')
+        await until(lambda: publisher.counters["published_events"] == 1, "the ingest user's order update", timeout=30)
+        await publisher.close()
+        assert await spy.get(fail=False) is None  # nothing reached the read side's queue
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await spy.bind(TOPOLOGY.events_exchange, routing_key=ORDERS_ROUTING_KEY)
+
+
 def test_each_service_user_does_its_job_and_no_more(rabbit: ScratchRabbit, tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "compose_env.py"), str(secrets)], check=True, timeout=60)
@@ -74,6 +92,7 @@ def test_each_service_user_does_its_job_and_no_more(rabbit: ScratchRabbit, tmp_p
         await _refused(worker, "publish ticks")  # a worker cannot inject ticks
         await _refused(serve, "consume ticks")  # the read side cannot take ticks from the workers
         await _refused(serve, "publish ticks")
+        await _serve_never_sees_order_updates(serve, ingest, tmp_path)
         # The topology the broker made is the one the code declares: declaring it again changes nothing.
         connection = await aio_pika.connect(_url(rabbit, "tickpipe-admin", secrets))
         async with connection:

@@ -41,6 +41,12 @@ class Topology:
         return f"{self.prefix}.market"
 
     @property
+    def events_exchange(self) -> str:
+        """Where order updates go: apart from the market exchange, so that a user who may read (bind
+        to) the market's ticks, the read side, cannot bind a queue to the orders."""
+        return f"{self.prefix}.events"
+
+    @property
     def ticks_queue(self) -> str:
         return f"{self.prefix}.ticks"
 
@@ -85,14 +91,15 @@ class Topology:
         # Broker order updates (Kite's `order` text frames), kept apart from ticks for whoever needs them.
         orders_limit = {"x-max-length": self.orders_max_length, "x-overflow": "reject-publish"}
         orders = await _declare_queue(channel, self.orders_queue, {**_QUORUM, **orders_limit})
-        await orders.bind(exchange, routing_key=ORDERS_ROUTING_KEY)
+        events = await channel.declare_exchange(self.events_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        await orders.bind(events, routing_key=ORDERS_ROUTING_KEY)
         return exchange, queue
 
     async def delete(self, channel: AbstractChannel) -> None:
         """Remove every queue and exchange of this prefix (tests and teardown)."""
         for queue in (self.ticks_queue, self.orders_queue, self.dead_queue):
             await channel.queue_delete(queue)
-        for exchange in (self.exchange, self.dead_exchange):
+        for exchange in (self.exchange, self.dead_exchange, self.events_exchange):
             await channel.exchange_delete(exchange)
 
 

@@ -100,6 +100,7 @@ class TickPublisher:
         self._closing = False
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
+        self._events_exchange: AbstractExchange | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.counters: Counter[str] = Counter()
         self.lost_by_instrument: Counter[str] = Counter()  # "SEGMENT:ID" -> ticks the spool could not keep
@@ -213,6 +214,7 @@ class TickPublisher:
                 # or unbound) is returned by the broker; without it the publish would "succeed" and vanish.
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 self._exchange, _ = await self._topology.declare(channel)
+                self._events_exchange = await channel.get_exchange(self._topology.events_exchange, ensure=False)
             except Exception as e:  # any failure to reach or set up RabbitMQ: keep spooling and retry
                 if connection is not None:
                     with contextlib.suppress(Exception):
@@ -312,7 +314,7 @@ class TickPublisher:
     async def _publish_events(self) -> bool:
         """Publish spooled events in order, each confirmed before the next (so that a queue's length limit
         holds exactly), and commit each; False, the rest staying spooled, when the broker refuses."""
-        assert self._exchange is not None
+        assert self._events_exchange is not None
         while records := self.events.read(100):
             for n, record in enumerate(records):
                 routing_key, body = _event_of(record.payload)
@@ -320,7 +322,7 @@ class TickPublisher:
                     body, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
                 )
                 try:
-                    await self._exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=30)
+                    await self._events_exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=30)
                 except Exception as e:
                     self.events.rewind(record.start, len(records) - n)
                     self.counters["publish_failures"] += 1
