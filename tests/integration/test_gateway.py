@@ -284,6 +284,31 @@ def test_a_slow_client_is_disconnected_with_its_code_and_never_slows_the_others(
     asyncio.run(scenario())
 
 
+def test_a_client_that_stops_reading_is_cut_with_its_code_before_its_queue_fills(
+    database_url: str, amqp_url: str, topology: Topology
+) -> None:
+    """A slow client is one whose socket takes nothing more, however few messages wait for it: it gets
+    4001 after SERVE_CLIENT_SEND_TIMEOUT_S, not a silent drop by the keepalive's ping timeout (1006)."""
+    ids = _instruments(database_url)
+
+    async def scenario() -> None:
+        async with _gateway(
+            database_url, amqp_url, topology, client_queue=1_000_000, client_send_timeout_s=1.0
+        ) as host:
+            slow = await asyncio.to_thread(StalledClient, host)
+            await asyncio.to_thread(slow.send_text, json.dumps({"subscribe": ["ALPHA"]}))
+            await asyncio.to_thread(slow.await_ack)
+            await _publish(amqp_url, topology, _numbered(ids["ALPHA"], 20_000))  # more than the sockets hold
+
+            async def cut() -> bool:
+                return int((await _get(f"http://{host}/v1/health"))[1]["stream"]["slow_clients"]) >= 1
+
+            await until(cut, "the gateway to cut the client that stopped reading", timeout=30)
+            assert await asyncio.to_thread(slow.close_code) == SLOW_CLIENT_CODE  # its code, after what was sent
+
+    asyncio.run(scenario())
+
+
 def test_a_token_guards_every_endpoint_and_the_stream(database_url: str, amqp_url: str, topology: Topology) -> None:
     async def scenario() -> None:
         async with _gateway(database_url, amqp_url, topology, token=SecretStr("s3cret")) as host:

@@ -229,6 +229,9 @@ class ServeSettings(Settings):
     client_queue: int = Field(
         2000, ge=10, description="Messages a stream client may have waiting; more and it is disconnected (slow)."
     )
+    client_send_timeout_s: float = Field(
+        10.0, gt=0, description="A stream client that takes no data for this long is disconnected (slow, code 4001)."
+    )
     max_candles: int = Field(
         10_000, ge=1, description="Most candles one /v1/candles answer holds; a wider request gets a 400 to page."
     )

@@ -275,7 +275,12 @@ class Gateway:
             await ws.close(FORBIDDEN_ORIGIN_CODE, "origin not allowed")
             return
         await ws.accept()
-        client = Client(ws.send_text, lambda code, reason: ws.close(code, reason), self.settings.client_queue)
+        client = Client(
+            ws.send_text,
+            lambda code, reason: ws.close(code, reason),
+            self.settings.client_queue,
+            send_timeout_s=self.settings.client_send_timeout_s,
+        )
         self.hub.add(client)
         pump = asyncio.create_task(client.pump())
         try:

@@ -94,6 +94,10 @@ class Client:
     skip: set[uuid.UUID] = field(default_factory=set)
     """Tick ids a replay already sent: their live copies are not sent twice."""
     dropped: bool = False
+    send_timeout_s: float = 10.0
+    """A send that waits this long (the client stopped reading) makes the client slow: cut with 4001,
+    long before the keepalive's ping timeout would drop it without a code (1006)."""
+    on_slow: Callable[[Client], None] | None = None
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.limit)
@@ -110,10 +114,16 @@ class Client:
                 batch.append(self.queue.get_nowait())
             async with self.sending:
                 bodies = [body for tick_id, body in batch if tick_id not in self.skip]
-                if len(bodies) == 1:
-                    await self.send(bodies[0].decode())
-                elif bodies:
-                    await self.send((b'{"type":"ticks","ticks":[' + b",".join(bodies) + b"]}").decode())
+                if not bodies:
+                    continue
+                text = bodies[0] if len(bodies) == 1 else b'{"type":"ticks","ticks":[' + b",".join(bodies) + b"]}"
+                try:
+                    async with asyncio.timeout(self.send_timeout_s):  # no task per send, unlike wait_for
+                        await self.send(text.decode())
+                except TimeoutError:
+                    if self.on_slow is not None:
+                        self.on_slow(self)
+                    return
 
 
 class Hub:
@@ -153,6 +163,7 @@ class Hub:
             await self._connection.close()
 
     def add(self, client: Client) -> None:
+        client.on_slow = self._drop
         self.clients.add(client)
 
     def remove(self, client: Client) -> None:
@@ -207,9 +218,8 @@ class Hub:
         self.counters["slow_clients"] += 1
         self.remove(client)
         log.warning("stream_client_too_slow", waiting=client.queue.qsize())
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
-            client.close(SLOW_CLIENT_CODE, f"too slow: {client.queue.qsize()} messages waiting")
-        )
+        reason = f"too slow: {client.queue.qsize()} messages waiting"
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(client.close(SLOW_CLIENT_CODE, reason))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
