@@ -101,3 +101,27 @@ def test_a_broker_that_only_sends_disconnects_gets_a_growing_backoff() -> None:
         asyncio.run(scenario())
     attempts = [e["attempt"] for e in logs if e["event"] == "feed_reconnecting"]
     assert attempts[:3] == [1, 2, 3]  # counting up, never back to 1
+
+
+def test_text_frames_are_counted_in_full_and_logged_sparingly() -> None:
+    from websockets.asyncio.server import serve
+
+    async def chatty(ws):  # type: ignore[no-untyped-def]
+        await ws.recv()  # the subscription
+        for n in range(5_000):
+            await ws.send(f"note {n}")
+        await ws.wait_closed()
+
+    async def scenario() -> DhanFeed:
+        async with serve(chatty, "127.0.0.1", 0) as server:
+            feed = _feed(server.sockets[0].getsockname()[1])
+            task = asyncio.create_task(feed.run())
+            await until(lambda: feed.counters["text_frames"] == 5_000, "every text frame counted")
+            feed.stop()
+            await task
+            return feed
+
+    with capture_logs() as logs:
+        feed = asyncio.run(scenario())
+    assert feed.counters["text_frames"] == 5_000
+    assert sum(e["event"] == "dhan_text_frame" for e in logs) == 20 + 5  # the first 20, then every 1000th
