@@ -81,3 +81,20 @@ def test_passwords_come_from_files_into_the_urls_and_are_redacted(
     monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="DATABASE_PASSWORD_FILE: cannot read"):
         load(DatabaseSettings)
+
+
+def test_an_empty_serve_token_is_no_token_and_auth_token_refuses_to_start_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tickpipe_core.settings import ServeSettings
+
+    monkeypatch.setenv("SERVE_TOKEN", "  ")
+    assert load(ServeSettings).token is None and not load(ServeSettings).requires_token
+    monkeypatch.setenv("SERVE_AUTH", "token")  # what compose sets
+    with pytest.raises(ConfigError, match=r"^SERVE_AUTH=token needs SERVE_TOKEN"):
+        load(ServeSettings)
+    monkeypatch.setenv("SERVE_TOKEN", "s3cret")
+    assert load(ServeSettings).requires_token
+    monkeypatch.setenv("SERVE_AUTH", "none")
+    with pytest.raises(ConfigError, match="choose one"):
+        load(ServeSettings)
