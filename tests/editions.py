@@ -25,6 +25,19 @@ def is_community(database_url: str) -> bool:
         return timescaledb_license(conn) == "timescale"
 
 
+def ticks_ltq_type_and_compression(database_url: str) -> tuple[str, bool]:
+    """The `ltq` column's type and whether compression is on for `ticks`."""
+    with psycopg.connect(database_url) as conn:
+        ltq = conn.execute(
+            "select data_type from information_schema.columns where table_name = 'ticks' and column_name = 'ltq'"
+        ).fetchone()
+        compression = conn.execute(
+            "select compression_enabled from timescaledb_information.hypertables where hypertable_name = 'ticks'"
+        ).fetchone()
+    assert ltq is not None and compression is not None
+    return str(ltq[0]), bool(compression[0])
+
+
 def policy_jobs(database_url: str, proc_name: str) -> list[tuple[int, str]]:
     """(job id, relation) of the policies of a kind, candle aggregates in level order (1s first)."""
     with psycopg.connect(database_url) as conn:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tickpipe_brokers.adapter import FeedParts
 from tickpipe_core import Tick, new_tick_id
 from tickpipe_simulator.market import DHAN_MASTER_HEADER
 
@@ -110,7 +111,7 @@ def exported_metric_names() -> set[str]:
 
     feed = DhanFeed(
         base_url="ws://127.0.0.1:1", client_id="1", token=SecretStr("unused-token"), mode="full",
-        instruments=[("NSE_FNO", 1)], sink=lambda ticks: None,
+        instruments=[("NSE_FNO", 1)], parts=FeedParts(lambda ticks: None),
     )  # fmt: skip
     feed.decoder.counters["bad_packets.truncated"] += 1
     feed.connections[0].reconnects["silent"] += 1

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from tests import roles
-from tests.editions import refresh_candles, run_jobs
+from tests.editions import refresh_candles, run_jobs, ticks_ltq_type_and_compression
 from tests.helpers import make_tick
 from tests.scratch_postgres import ScratchPostgres, scratch_cluster
 from tickpipe_analytics.maintain import LEVELS
@@ -177,14 +177,7 @@ def test_a_database_with_compressed_chunks_upgrades_to_the_current_schema_losing
     applied = migrate(empty_database_url)
     assert [m.version for m in applied] == [m.version for m in everything if m.version > stop]
     assert _snapshot(empty_database_url) == before  # every tick and candle as it was
-    with psycopg.connect(empty_database_url) as conn:
-        ltq = conn.execute(
-            "select data_type from information_schema.columns where table_name = 'ticks' and column_name = 'ltq'"
-        ).fetchone()
-        compression = conn.execute(
-            "select compression_enabled from timescaledb_information.hypertables where hypertable_name = 'ticks'"
-        ).fetchone()
-    assert (ltq, compression) == (("bigint",), (True,))
+    assert ticks_ltq_type_and_compression(empty_database_url) == ("bigint", True)
 
     # The upgraded table takes what the old one could not (a last-traded quantity of 2^31 and above),
     # in its old days and now, and the compression policy compresses the old days again.

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from tests.editions import EDITIONS
+from tests.editions import EDITIONS, ticks_ltq_type_and_compression
 from tickpipe_core import MigrationError
 from tickpipe_core.migrate import default_directory, discover, migrate
 
@@ -25,9 +25,6 @@ def test_migrate_creates_the_database_and_a_ticks_hypertable(empty_database_url:
             "select hypertable_name from timescaledb_information.dimensions where column_name = 'time'"
         ).fetchall()
         recorded = conn.execute("select version, checksum from schema_migrations order by version").fetchall()
-        compression = conn.execute(
-            "select compression_enabled from timescaledb_information.hypertables where hypertable_name = 'ticks'"
-        ).fetchone()
         aggregates = conn.execute(
             "select view_name from timescaledb_information.continuous_aggregates order by view_name"
         ).fetchall()
@@ -35,23 +32,21 @@ def test_migrate_creates_the_database_and_a_ticks_hypertable(empty_database_url:
             "select proc_name, count(*) from timescaledb_information.jobs where hypertable_name is not null"
             " group by 1 order by 1"
         ).fetchall()
-        ltq = conn.execute(
-            "select data_type from information_schema.columns where table_name = 'ticks' and column_name = 'ltq'"
-        ).fetchone()
     assert hypertable == [("ticks",)]
     assert [v for v, _ in recorded] == [m.version for m in applied]
-    assert ltq == ("bigint",)
+    ltq, compression = ticks_ltq_type_and_compression(empty_database_url)
+    assert ltq == "bigint"
     everything = [m.version for m in discover(default_directory())]
     if edition == "community":  # every file, the Community edition's own included
         assert [m.version for m in applied] == everything
-        assert compression == (True,)
+        assert compression
         assert aggregates == [(f"_candles_{level}_cagg",) for level in ("15m", "1d", "1h", "1m", "1s", "5m")]
         assert policies == [("policy_compression", 1), ("policy_refresh_continuous_aggregate", 6)]
     else:  # all but the files that need the Community edition
         assert [m.version for m in applied] == [
             m.version for m in discover(default_directory()) if not m.needs_community
         ]
-        assert (compression, aggregates, policies) == ((False,), [], [])
+        assert (compression, aggregates, policies) == (False, [], [])
 
 
 @pytest.mark.parametrize("edition", EDITIONS)

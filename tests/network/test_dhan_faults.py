@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.helpers import until
+from tickpipe_brokers.adapter import FeedParts
 from tickpipe_brokers.dhan import wire
 from tickpipe_brokers.dhan.encode import encode_full
 from tickpipe_brokers.dhan.feed import DhanFeed
@@ -56,8 +57,7 @@ def _run(
                 token=SecretStr(TOKEN),
                 mode=mode,  # type: ignore[arg-type]
                 instruments=[(i.segment, i.security_id) for i in instruments],
-                sink=ticks.extend,
-                watchdog=watchdog,
+                parts=FeedParts(ticks.extend, watchdog or Watchdog()),
                 rate_limit_backoff_s=rate_limit_backoff_s,
                 permanent_backoff_s=permanent_backoff_s,
             )

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.helpers import free_port, until
+from tickpipe_brokers.adapter import FeedParts
 from tickpipe_brokers.dhan import wire
 from tickpipe_brokers.dhan.feed import DhanFeed, shard, subscribe_messages
 from tickpipe_core import Backoff, ConfigError, FeedAuthError
@@ -25,7 +26,7 @@ def _feed(port: int, backoff: Backoff | None = None) -> DhanFeed:
         token=SecretStr(TOKEN),
         mode="full",
         instruments=[("NSE_FNO", 1)],
-        sink=lambda ticks: None,
+        parts=FeedParts(lambda ticks: None),
     )
     for conn in feed.connections:
         conn.backoff = backoff or conn.backoff

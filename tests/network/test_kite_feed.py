@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from tests.helpers import until
+from tickpipe_brokers.adapter import FeedParts
 from tickpipe_brokers.feed import Watchdog
 from tickpipe_brokers.kite.encode import kite_token
 from tickpipe_brokers.kite.feed import KiteFeed, shard, subscribe_messages
@@ -46,9 +47,7 @@ def _run(
                 api_key=api_key,
                 token=SecretStr(TOKEN),
                 subscriptions=subscriptions,  # type: ignore[arg-type]
-                sink=ticks.extend,
-                orders=orders.append,
-                watchdog=watchdog,
+                parts=FeedParts(ticks.extend, watchdog or Watchdog(), orders=orders.append),
             )
             for conn in feed.connections:
                 conn.backoff = Backoff(base=0.01, cap=0.05)
@@ -161,7 +160,7 @@ def test_refused_credentials_stop_the_feed_with_one_error_and_no_token_in_logs()
                 api_key="",  # the simulator answers HTTP 403 without one, as Kite does
                 token=SecretStr(TOKEN),
                 subscriptions=[(TOKENS[0], "ltp")],
-                sink=lambda ticks: None,
+                parts=FeedParts(lambda ticks: None),
             )
             await feed.run()
 
@@ -206,6 +205,6 @@ def test_no_feed_object_shows_the_token_in_its_repr() -> None:
         api_key="key",
         token=SecretStr(TOKEN),
         subscriptions=[(TOKENS[0], "full")],
-        sink=print,
+        parts=FeedParts(print),
     )
     assert TOKEN not in repr(feed.connections) and TOKEN not in repr(vars(feed))

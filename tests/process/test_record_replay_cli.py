@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from tests.helpers import free_port, listening, until, wait_until
+from tickpipe_brokers.adapter import FeedParts
 from tickpipe_brokers.dhan.feed import DhanFeed
 from tickpipe_brokers.dhan.parse import DhanDecoder
 from tickpipe_core import Tick
@@ -78,7 +79,7 @@ def test_record_then_replay_reproduces_the_frames_and_ticks(tmp_path: Path) -> N
                 token=SecretStr("t"),
                 mode="quote",
                 instruments=[("NSE_FNO", 40000)],
-                sink=ticks.extend,
+                parts=FeedParts(ticks.extend),
             )
             task = asyncio.create_task(feed.run())
             await until(lambda: len(ticks) >= len(expected), "every recorded tick replayed")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -90,12 +90,18 @@ class InstrumentIds:
         return len(self.key) == 2
 
 
+def _no_watchdog() -> Watchdog:
+    from tickpipe_brokers.feed import Watchdog
+
+    return Watchdog()
+
+
 @dataclass(frozen=True)
 class FeedParts:
     """What ingestion hands a feed: where ticks go, the silence watchdog, a recorder, the tick builder."""
 
     sink: Callable[[list[Tick]], None]
-    watchdog: Watchdog
+    watchdog: Watchdog = field(default_factory=_no_watchdog)
     recorder: Recorder | None = None
     builder: TickBuilder | None = None
     orders: OrderSink | None = None  # order updates, on a broker whose feed carries them

@@ -45,10 +45,7 @@ class DhanAdapter(BrokerAdapter[DhanSettings]):
             token=token,
             mode=settings.feed_mode,
             instruments=instruments,
-            sink=parts.sink,
-            watchdog=parts.watchdog,
-            recorder=parts.recorder,
-            builder=parts.builder,
+            parts=parts,
         )
 
     def simulator_settings(self, url: str, market: Sequence[Listing]) -> dict[str, str]:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from pydantic import SecretStr
 
+from tickpipe_brokers.adapter import FeedParts
 from tickpipe_brokers.dhan import wire
 from tickpipe_brokers.dhan.parse import DhanDecoder
 from tickpipe_brokers.dhan.settings import DhanFeedMode
-from tickpipe_brokers.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
-from tickpipe_brokers.ticks import TickBuilder
-from tickpipe_core import ConfigError, FeedAuthError, FeedError, Tick, get_logger, register_secret
+from tickpipe_brokers.feed import Feed, FeedConnection, FrameHandler
+from tickpipe_core import ConfigError, FeedAuthError, FeedError, get_logger, register_secret
 
 log = get_logger("dhan.feed")
 
@@ -78,20 +78,17 @@ class DhanFeed(Feed):
         token: SecretStr,
         mode: DhanFeedMode,
         instruments: Sequence[Instrument],
-        sink: Callable[[list[Tick]], None],
-        watchdog: Watchdog | None = None,
-        recorder: Recorder | None = None,
+        parts: FeedParts,
         rate_limit_backoff_s: float = 60.0,
         permanent_backoff_s: float = 300.0,
-        builder: TickBuilder | None = None,
     ) -> None:
         """`rate_limit_backoff_s`: after 805 the broker wants fewer connections, not a quick retry.
         `permanent_backoff_s`: after a disconnect that says the subscription is wrong (804, 806, 811-814).
         """
-        super().__init__(recorder)
+        super().__init__(parts.recorder)
         register_secret(token.get_secret_value())
-        self.decoder = DhanDecoder(builder)
-        self._sink = sink
+        self.decoder = DhanDecoder(parts.builder)
+        self._sink = parts.sink
         self._rate_limit_backoff_s = rate_limit_backoff_s
         self._permanent_backoff_s = permanent_backoff_s
         self._rate_limited_until = 0.0
@@ -102,7 +99,7 @@ class DhanFeed(Feed):
                 url=url,
                 subscribe_messages=lambda part=part: subscribe_messages(mode, part),  # type: ignore[misc]
                 on_frame=self._make_handler(i, len(part)),
-                watchdog=(watchdog or Watchdog()).over(segment for segment, _ in part),
+                watchdog=parts.watchdog.over(segment for segment, _ in part),
                 min_backoff_after=self._min_backoff,
             )
             for i, part in enumerate(shard(instruments))

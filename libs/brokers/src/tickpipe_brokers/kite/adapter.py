@@ -47,11 +47,7 @@ class KiteAdapter(BrokerAdapter[KiteSettings]):
             api_key=api_key,
             token=token,
             subscriptions=subscriptions,
-            sink=parts.sink,
-            orders=parts.orders,
-            watchdog=parts.watchdog,
-            recorder=parts.recorder,
-            builder=parts.builder,
+            parts=parts,
         )
 
     def simulator_settings(self, url: str, market: Sequence[Listing]) -> dict[str, str]:

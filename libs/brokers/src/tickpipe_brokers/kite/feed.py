@@ -10,12 +10,12 @@ from urllib.parse import urlencode
 
 from pydantic import SecretStr
 
-from tickpipe_brokers.feed import Feed, FeedConnection, FrameHandler, Recorder, Watchdog
+from tickpipe_brokers.adapter import FeedParts
+from tickpipe_brokers.feed import Feed, FeedConnection, FrameHandler
 from tickpipe_brokers.kite import wire
 from tickpipe_brokers.kite.parse import KiteDecoder
 from tickpipe_brokers.kite.settings import KiteMode
-from tickpipe_brokers.ticks import TickBuilder
-from tickpipe_core import ConfigError, Tick, get_logger, register_secret
+from tickpipe_core import ConfigError, get_logger, register_secret
 
 log = get_logger("kite.feed")
 
@@ -70,17 +70,13 @@ class KiteFeed(Feed):
         api_key: str,
         token: SecretStr,
         subscriptions: Sequence[Subscription],
-        sink: Callable[[list[Tick]], None],
-        orders: OrderSink | None = None,
-        watchdog: Watchdog | None = None,
-        recorder: Recorder | None = None,
-        builder: TickBuilder | None = None,
+        parts: FeedParts,
     ) -> None:
-        super().__init__(recorder)
+        super().__init__(parts.recorder)
         register_secret(token.get_secret_value())
-        self.decoder = KiteDecoder(builder)
-        self._sink = sink
-        self._orders = orders
+        self.decoder = KiteDecoder(parts.builder)
+        self._sink = parts.sink
+        self._orders = parts.orders
         url = feed_url(base_url, api_key, token)
         self.connections = [
             FeedConnection(
@@ -88,7 +84,7 @@ class KiteFeed(Feed):
                 url=url,
                 subscribe_messages=lambda part=part: subscribe_messages(part),  # type: ignore[misc]
                 on_frame=self._make_handler(i),
-                watchdog=(watchdog or Watchdog()).over(wire.segment_name(token) for token, _ in part),
+                watchdog=parts.watchdog.over(wire.segment_name(token) for token, _ in part),
             )
             for i, part in enumerate(shard(subscriptions))
         ]
