@@ -25,6 +25,14 @@ def test_migrate_creates_the_database_and_a_ticks_hypertable(empty_database_url:
             "select hypertable_name from timescaledb_information.dimensions where column_name = 'time'"
         ).fetchall()
         recorded = conn.execute("select version, checksum from schema_migrations order by version").fetchall()
+        key = [
+            r[0]
+            for r in conn.execute(
+                "select a.attname from pg_constraint c, unnest(c.conkey) with ordinality k(attnum, ord)"
+                " join pg_attribute a on a.attrelid = 'ticks'::regclass and a.attnum = k.attnum"
+                " where c.conrelid = 'ticks'::regclass and c.contype = 'p' order by k.ord"
+            ).fetchall()
+        ]
         aggregates = conn.execute(
             "select view_name from timescaledb_information.continuous_aggregates order by view_name"
         ).fetchall()
@@ -33,6 +41,7 @@ def test_migrate_creates_the_database_and_a_ticks_hypertable(empty_database_url:
             " group by 1 order by 1"
         ).fetchall()
     assert hypertable == [("ticks",)]
+    assert key == ["time", "tick_id"]  # led by time: inserts append to the key's index
     assert [v for v, _ in recorded] == [m.version for m in applied]
     ltq, compression = ticks_ltq_type_and_compression(empty_database_url)
     assert ltq == "bigint"
