@@ -110,20 +110,22 @@ def _community_history(conn: Conn, rebuild: bool) -> list[str]:
     level's materialized candles. Only ranges with such ticks are recomputed, so a cycle with none
     costs little; `rebuild` recomputes every bucket up to the policy's end instead.
     """
-    done = []
-    for level in LEVELS:
-        relation = f"analytics._candles_{level}_cagg"
-        row = conn.execute(
-            "select (j.config->>'start_offset')::interval, (j.config->>'end_offset')::interval"
+    windows = {
+        relation: (start_offset, end_offset)
+        for relation, start_offset, end_offset in conn.execute(
+            "select c.view_schema || '.' || c.view_name, (j.config->>'start_offset')::interval,"
+            "       (j.config->>'end_offset')::interval"
             " from timescaledb_information.jobs j join timescaledb_information.continuous_aggregates c"
             "   on c.materialization_hypertable_name = j.hypertable_name"
             " where j.proc_name = 'policy_refresh_continuous_aggregate'"
-            "   and c.view_schema || '.' || c.view_name = %s",
-            (relation,),
-        ).fetchone()
-        if row is None:  # no policy on this level: nothing is refreshed behind it
+        ).fetchall()
+    }
+    done = []
+    for level in LEVELS:
+        relation = f"analytics._candles_{level}_cagg"
+        if relation not in windows:  # no policy on this level: nothing is refreshed behind it
             continue
-        start_offset, end_offset = row
+        start_offset, end_offset = windows[relation]
         until = end_offset if rebuild else start_offset
         conn.execute(
             "call refresh_continuous_aggregate(%s::regclass, null, now() - %s::interval, force => %s)",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from tickpipe_brokers.enrich import derived_values
 from tickpipe_core import Tick, content_ids, get_logger, new_tick_id
@@ -30,8 +30,8 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(minutes=2)
 # No Indian exchange lists a price of a hundred million rupees or more, either way: such a value is a
 # damaged field.
-MAX_PRICE = 1e8
-UNKNOWN_SEGMENT = "SEGMENT_"  # how both brokers' wire layouts name a segment code they do not know
+MAX_PRICE: Final = 1e8  # Final: compiled, a constant rather than a module lookup per tick
+UNKNOWN_SEGMENT: Final = "SEGMENT_"  # how both brokers' wire layouts name a segment code they do not know
 _LOG_FIRST_N = 20  # bad packets of a kind logged, then every 1000th
 
 

@@ -142,7 +142,7 @@ class Spool:
             data = path.read_bytes()
             scan = _scan(data, skip)
             if scan.spans:
-                quarantined += self._quarantine(path, scan)
+                quarantined += self._quarantine(path, data, scan)
                 torn, skipped, lost = torn + scan.damaged, skipped + scan.skipped_bytes, lost + scan.lost_ticks
             if scan.spans or not data.startswith(MAGIC):
                 # The good unconfirmed records, in a segment of the current format under the same name.
@@ -176,7 +176,7 @@ class Spool:
         self._roll()
         return found
 
-    def _quarantine(self, path: Path, scan: _Scanned) -> int:
+    def _quarantine(self, path: Path, data: bytes, scan: _Scanned) -> int:
         """Keep a damaged segment as it was, in quarantine/ (the good records go on from a rewritten copy)."""
         target = self.directory / QUARANTINE / path.name
         try:
@@ -184,7 +184,7 @@ class Spool:
             n = 1
             while target.exists():
                 target, n = target.with_name(f"{path.name}.{n}"), n + 1
-            target.write_bytes(path.read_bytes())
+            target.write_bytes(data)
         except OSError as e:
             log.error("spool_quarantine_failed", path=str(path), error=e.strerror)
             return 0
